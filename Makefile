@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODELS := build/models
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+
+.PHONY: serve demo test lint protos protos-check k8s-bins bench clean
+
+$(STAMP): pyproject.toml
+	@echo ">> creating virtualenv $(VENV) and installing berth[server,operator,dev]"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[server,operator,dev]'
+	touch $(STAMP)
+
+$(MODELS)/.exported: $(STAMP) examples/export_models.py
+	@echo ">> exporting example SavedModels into $(MODELS)"
+	$(BIN)/python examples/export_models.py $(MODELS)
+	touch $@
+
+serve: $(MODELS)/.exported
+	@echo ">> serving $(MODELS) on gRPC :$(GRPC_PORT) and REST :$(REST_PORT) (Ctrl-C stops)"
+	@echo "   curl -d '{\"instances\": [1.0, 2.0, 5.0]}' localhost:$(REST_PORT)/v1/models/half_plus_two:predict"
+	@echo "   curl localhost:$(REST_PORT)/v1/models/half_plus_two"
+	@echo "   $(BIN)/python examples/grpc_client.py --server=localhost:$(GRPC_PORT)"
+	$(BIN)/berth-server --port=$(GRPC_PORT) --rest_api_port=$(REST_PORT) \
+		--model_config_file=$(MODELS)/models.config --model_config_file_poll_wait_seconds=5
+
+demo: $(MODELS)/.exported
+	$(BIN)/python examples/demo.py --models=$(MODELS)
+
+protos: $(STAMP)
+	$(BIN)/python -m berth_server.protos.generate
+
+protos-check: $(STAMP)
+	$(BIN)/python -m berth_server.protos.generate --check
+
+lint: $(STAMP)
+	@echo ">> ruff + mypy"
+	$(BIN)/ruff check server operator tests examples bench
+	$(BIN)/mypy
+
+k8s-bins:
+	@echo ">> control-plane, kubectl and helm binaries (built once, cached under ~/.cache/berth)"
+	tools/build-k8s-bins.sh
+
+test: $(STAMP) lint protos-check k8s-bins
+	@echo ">> pytest"
+	$(BIN)/pytest -q -ra
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Generated code for Berth's own protos (`protos/`); regenerate with `make protos`."""

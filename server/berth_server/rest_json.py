@@ -1,0 +1,241 @@
+"""The JSON text layer shared by the REST codecs: parsing, error bodies, value printing.
+
+TF Serving parses with rapidjson (`kParseNanAndInfFlag`) and quotes offending JSON values in its
+error messages through rapidjson's PrettyWriter. This module reproduces both: the fast path is
+orjson; bodies orjson refuses (NaN/Infinity tokens, invalid UTF-8, syntax errors) are re-parsed by
+the standard library, which accepts those tokens and reports errors that map onto rapidjson's
+texts. Parse-error offsets are where Python's parser stopped, usually rapidjson's offset too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import decimal
+import json
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from berth_server import errors
+
+_INT_MIN = -(2**63)
+_UINT_END = 2**64
+_FLT_RANGE = 3.4028234e38  # rapidjson's IsFloat() bound.
+
+# Python's json messages (prefixes) → rapidjson's GetParseError_En texts.
+_PARSE_REASONS: tuple[tuple[str, str], ...] = (
+    ("Expecting property name", "Missing a name for object member."),
+    ("Illegal trailing comma before end of object", "Missing a name for object member."),
+    ("Expecting ':'", "Missing a colon after a name of object member."),
+    ("Extra data", "The document root must not be followed by other values."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+    ("Invalid \\u", "Incorrect hex digit after \\u escape in string."),
+)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object, with TF Serving's error texts."""
+    if not body:
+        raise errors.invalid_argument("JSON Parse error: The document is empty")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = _parse_slow(body)
+    if type(doc) is not dict:
+        raise format_error(doc, "Is not object")
+    return doc
+
+
+def _parse_slow(body: bytes) -> Any:
+    # surrogateescape keeps undecodable bytes, which go back to the same bytes when a string
+    # becomes a tensor: rapidjson does not validate UTF-8 either.
+    text = body.decode("utf-8", "surrogateescape")
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as error:
+        raise errors.invalid_argument(
+            f"JSON Parse error: {_reason(error, text)} at offset: {error.pos}") from None
+    except RecursionError:
+        raise errors.invalid_argument("JSON Parse error: Unspecific syntax error.") from None
+
+
+def _parse_int(literal: str) -> int | float:
+    """Integers outside int64/uint64 become doubles, as in rapidjson (and orjson)."""
+    value = int(literal)
+    return value if _INT_MIN <= value < _UINT_END else float(literal)
+
+
+def _reason(error: json.JSONDecodeError, text: str) -> str:
+    if error.msg.startswith("Expecting value"):
+        return "The document is empty." if not text[: error.pos].strip() else "Invalid value."
+    if error.msg.startswith(("Expecting ',' delimiter", "Illegal trailing comma")):
+        if _innermost_container(text, error.pos) == "{":
+            return "Missing a comma or '}' after an object member."
+        return "Missing a comma or ']' after an array element."
+    for prefix, reason in _PARSE_REASONS:
+        if error.msg.startswith(prefix):
+            return reason
+    return "Unspecific syntax error."
+
+
+def _innermost_container(text: str, end: int) -> str:
+    """'{' or '[' for the container open at `end` (error path only)."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for char in text[:end]:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append(char)
+        elif char in "}]" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+def signature_name_of(body: dict[str, Any]) -> str:
+    """The request's `signature_name`, or "" when absent (the caller applies the default)."""
+    name = body.get("signature_name", "")
+    if type(name) is not str:
+        raise errors.invalid_argument(
+            f"JSON Value: {value_to_string(body)} not formatted correctly. "
+            "'signature_name' key must be a string value.")
+    return name
+
+
+def format_error(doc: Any, message: str) -> errors.ServingError:
+    """TF Serving's `FormatError`: the offending value, then the complaint."""
+    return errors.invalid_argument(f"JSON Value: {value_to_string(doc)} {message}")
+
+
+def encode_error(message: str) -> bytes:
+    """The REST error body. TF Serving pretty-prints it; the JSON value is the same."""
+    return orjson.dumps({"error": message})
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON with numpy arrays and scalars written natively by orjson."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_type_name(value: Any) -> str:
+    """rapidjson's type names as TF Serving prints them in errors."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    return "String" if isinstance(value, str) else "Number"
+
+
+def is_b64_object(value: Any) -> bool:
+    """`{"b64": "<string>"}` with exactly that one key: bytes, not a named-input object."""
+    return type(value) is dict and len(value) == 1 and type(value.get("b64")) is str
+
+
+def decode_b64(value: dict[str, Any]) -> bytes:
+    """Decode a b64 object leniently about padding, like absl's Base64Unescape."""
+    if not is_b64_object(value):
+        raise errors.invalid_argument(
+            f"JSON Value: {value_to_string(value)} not formatted correctly for base64 data")
+    text: str = value["b64"]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        stripped = text.rstrip("=")
+        try:
+            return base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.invalid_argument("Unable to base64 decode") from None
+
+
+def value_to_string(value: Any) -> str:
+    """TF Serving's `JsonValueToString`: a lone float as `WriteDecimal`, else PrettyWriter."""
+    if type(value) is float:
+        if abs(value) <= _FLT_RANGE:
+            return write_decimal(value, float32=True)
+        return write_decimal(value, float32=False)
+    parts: list[str] = []
+    _pretty(value, "", parts)
+    return "".join(parts)
+
+
+def write_decimal(value: float, *, float32: bool) -> str:
+    """TF Serving's `WriteDecimal`: printf %g, else max_digits10; whole numbers get `.0`."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    if float32:
+        value = float(np.float32(value))
+    text = f"{value:g}"
+    parsed = float(text)
+    if (np.float32(parsed) != np.float32(value)) if float32 else (parsed != value):
+        text = f"{value:.9g}" if float32 else f"{value:.17g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _pretty(value: Any, indent: str, out: list[str]) -> None:
+    """rapidjson's PrettyWriter layout: 4-space indent, one member or element per line."""
+    if isinstance(value, dict):
+        items = [(_quote(key) + ": ", item) for key, item in value.items()]
+        _pretty_container("{", items, "}", indent, out)
+    elif isinstance(value, list):
+        _pretty_container("[", [("", item) for item in value], "]", indent, out)
+    elif isinstance(value, str):
+        out.append(_quote(value))
+    elif type(value) is float:
+        out.append(_rapidjson_double(value))
+    else:
+        out.append(json.dumps(value))
+
+
+def _pretty_container(start: str, items: list[tuple[str, Any]], end: str, indent: str,
+                      out: list[str]) -> None:
+    if not items:
+        out.append(start + end)
+        return
+    inner = indent + "    "
+    out.append(start)
+    for index, (key, item) in enumerate(items):
+        out.append((",\n" if index else "\n") + inner + key)
+        _pretty(item, inner, out)
+    out.append("\n" + indent + end)
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _rapidjson_double(value: float) -> str:
+    """rapidjson's `Writer::Double` (shortest digits laid out by its `Prettify`)."""
+    if not math.isfinite(value):
+        return write_decimal(value, float32=False)
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    _, digit_tuple, k = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    length = len(digits)
+    assert isinstance(k, int)
+    kk = length + k
+    prefix = "-" if value < 0 else ""
+    if 0 <= k and kk <= 21:
+        return f"{prefix}{digits}{'0' * k}.0"
+    if 0 < kk <= 21:
+        return f"{prefix}{digits[:kk]}.{digits[kk:]}"
+    if -6 < kk <= 0:
+        return f"{prefix}0.{'0' * -kk}{digits}"
+    mantissa = digits if length == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{prefix}{mantissa}e{kk - 1}"

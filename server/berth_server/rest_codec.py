@@ -28,6 +28,7 @@ from berth_server.rest_json import (
     is_b64_object,
     json_type_name,
     signature_name_of,
+    to_bytes,
 )
 from berth_server.rest_json import value_to_string as _show
 
@@ -300,7 +301,7 @@ def _leaf(value: Any, dtype: int) -> Any:
             return value
     elif dtype == DT_STRING:
         if kind is str:
-            return _utf8(value)
+            return to_bytes(value)
     else:
         raise errors.unimplemented(
             f"Conversion of JSON Value: {_show(value)} to type: {dtype_name(dtype)}")
@@ -313,14 +314,6 @@ def _lossless(value: float, dtype: int) -> bool:
     if type(value) is int:
         return abs(value) <= max_int
     return not math.isfinite(value) or abs(value) <= max_value
-
-
-def _utf8(text: str) -> bytes:
-    """The string's bytes; undecodable input bytes (kept as surrogates) come back unchanged."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
 
 
 def _type_error(value: Any, dtype: int) -> errors.ServingError:

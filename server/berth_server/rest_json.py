@@ -161,6 +161,14 @@ def decode_b64(value: dict[str, Any]) -> bytes:
             raise errors.invalid_argument("Unable to base64 decode") from None
 
 
+def to_bytes(text: str) -> bytes:
+    """A JSON string's bytes; undecodable body bytes (kept as surrogates) come back unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # A lone surrogate from a \u escape.
+        return text.encode("utf-8", "surrogatepass")
+
+
 def value_to_string(value: Any) -> str:
     """TF Serving's `JsonValueToString`: a lone float as `WriteDecimal`, else PrettyWriter."""
     if type(value) is float:

@@ -1,0 +1,68 @@
+"""`python -m berth_operator`: run the operator (the equivalent of `kopf run` for this package)."""
+
+import argparse
+import sys
+
+import kopf
+
+from berth_operator import handlers, settings
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="berth-operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch ModelDeployments in every namespace",
+    )
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; globs as in kopf)",
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="join kopf peering NAME for HA (default: standalone)",
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=settings.Options.resync_seconds,
+        help="how often each ModelDeployment is re-checked",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every reconcile step")
+    parser.add_argument("--debug", action="store_true", help="log kopf's internals too")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    kopf.configure(verbose=args.verbose, debug=args.debug)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings.Options(resync_seconds=args.resync_seconds))
+    kopf.run(
+        registry=registry,
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness,
+    )
+
+
+if __name__ == "__main__":
+    main()

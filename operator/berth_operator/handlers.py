@@ -1,0 +1,163 @@
+"""kopf glue: watch ModelDeployments and their children, and reconcile one object at a time.
+
+Flow of one reconcile: parse the spec → read the children from kopf's in-memory indexes → let
+`rollout` decide → `render` the desired children → apply those that drifted, delete owned ones
+that are no longer desired → write the status if it changed. The indexes are fed by watches, so a
+steady ModelDeployment costs neither reads nor writes.
+
+State kept in kopf's per-object memo: a lock (a timer and an update may fire together) and the
+last status written (the watch may not have delivered it yet when the next check runs).
+"""
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from berth_operator import drift, kubeapi, naming, render, rollout, routes, spec
+from berth_operator import settings as operator_settings
+
+Key = tuple[str, str, str]
+CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("apps", "v1", "deployments"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+    ("gateway.networking.k8s.io", "v1", "grpcroutes"),
+    ("networking.istio.io", "v1", "virtualservices"),
+)
+
+
+def register(registry: kopf.OperatorRegistry, options: operator_settings.Options) -> None:
+    """Declare every handler on `registry` (nothing is registered at import time)."""
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.probe(id="writes", registry=registry)(probe_writes)
+    for group, version, plural in CHILD_RESOURCES:
+        api = f"{group}/{version}" if group else version
+        kopf.index(
+            api,
+            plural,
+            id=_index_id(plural),
+            registry=registry,
+            labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
+        )(index_child)
+    resource = (naming.GROUP, naming.VERSION, naming.PLURAL)
+    kopf.on.update(*resource, registry=registry, field="spec")(reconcile)
+    kopf.timer(*resource, registry=registry, interval=options.resync_seconds)(reconcile)
+
+
+def _index_id(plural: str) -> str:
+    return f"children_{plural}"
+
+
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator_settings.configure(settings)
+    kubeapi.load_config()
+    memo.client = kubeapi.Client()
+
+
+def probe_writes(memo: kopf.Memo, **_: Any) -> int:
+    """API writes made so far; reported on the liveness endpoint to prove the operator idles."""
+    client: kubeapi.Client = memo.client
+    return client.writes
+
+
+def index_child(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    owner = labels.get(naming.LABEL_OWNER)
+    return {(namespace, owner): copy.deepcopy(dict(body))} if owner else {}
+
+
+def _children(namespace: str, name: str, indexes: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+    """Live owned children by (apiVersion, kind, name), from the indexes kopf keeps current."""
+    found: dict[Key, dict[str, Any]] = {}
+    for _group, _version, plural in CHILD_RESOURCES:
+        index = indexes.get(_index_id(plural))
+        for obj in index.get((namespace, name), []) if index is not None else []:
+            found[(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])] = obj
+    return found
+
+
+async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    lock: asyncio.Lock = memo.setdefault("lock", asyncio.Lock())
+    async with lock:
+        await _reconcile(body, memo, logger, kwargs)
+
+
+async def _reconcile(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, indexes: Mapping[str, Any]
+) -> None:
+    client: kubeapi.Client = memo.client
+    meta = body["metadata"]
+    name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation", 1))
+    previous = cast(
+        rollout.Status, memo.get("status") or copy.deepcopy(dict(body.get("status") or {}))
+    )
+    now = datetime.now(UTC)
+    try:
+        md = spec.parse(body["spec"])
+    except spec.SpecError as error:
+        logger.warning(f"invalid spec: {error}")
+        await _write_status(
+            client,
+            memo,
+            name,
+            namespace,
+            previous,
+            rollout.invalid(previous, generation=generation, error=error, now=now),
+        )
+        return
+    live = _children(namespace, name, indexes)
+    decision = rollout.decide(
+        md,
+        generation=generation,
+        now=now,
+        previous=previous,
+        stable=rollout.observe(live.get(_deployment_key(name, "stable"))),
+        canary=rollout.observe(live.get(_deployment_key(name, "canary"))),
+        url=routes.url(md, name, namespace),
+    )
+    owner = render.Owner(name=name, namespace=namespace, uid=meta["uid"])
+    desired = render.children(md, owner, canary_on=decision.canary_on, weight=decision.weight)
+    for obj in desired:
+        key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        if not drift.carries(live.get(key), obj):
+            logger.info(f"applying {key[1]} {key[2]}")
+            await asyncio.to_thread(client.apply, obj)
+    wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
+    for api_version, kind, child in live.keys() - wanted:
+        logger.info(f"deleting {kind} {child}")
+        await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logger.warning(event.message)
+    await _write_status(client, memo, name, namespace, previous, decision.status)
+
+
+def _deployment_key(owner: str, track: naming.Track) -> Key:
+    return ("apps/v1", "Deployment", naming.track_name(owner, track))
+
+
+async def _write_status(
+    client: kubeapi.Client,
+    memo: kopf.Memo,
+    name: str,
+    namespace: str,
+    previous: rollout.Status,
+    status: rollout.Status,
+) -> None:
+    """Merge-patch the status subresource, only when it changed; dropped keys are nulled."""
+    if status == previous:
+        return
+    patch: dict[str, Any] = {key: None for key in previous.keys() - status.keys()}
+    patch.update(status)
+    await asyncio.to_thread(
+        client.patch_model_deployment, namespace, name, {"status": patch}, status=True
+    )
+    memo.status = copy.deepcopy(status)

@@ -1,0 +1,116 @@
+"""A small blocking client for what the operator and the plugin write: server-side apply of
+children, deletes, and ModelDeployment spec/status patches.
+
+One field manager for every apply, so fields dropped from the desired object are removed and a
+hand edit of an owned field is overwritten (force=True). Every mutating call is counted in
+`writes`, which the liveness endpoint reports: a steady operator must not increase it.
+Not thread-safe for the counter's exactness; callers run one reconcile per object at a time.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from berth_operator import naming
+
+Manifest = dict[str, Any]
+
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("apps/v1", "Deployment"): "deployments",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"): "grpcroutes",
+    ("networking.istio.io/v1", "VirtualService"): "virtualservices",
+    (f"{naming.GROUP}/{naming.VERSION}", naming.KIND): naming.PLURAL,
+}
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
+def load_config() -> None:
+    """In-cluster service account when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Client:
+    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
+        self.api = api or kubernetes.client.ApiClient()
+        self.writes = 0
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> Manifest:
+        if method != "GET":
+            self.writes += 1
+        request = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*request)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else {}
+
+    def apply(self, obj: Mapping[str, Any]) -> Manifest:
+        """Server-side apply with the operator's field manager, taking over conflicting fields."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        query = [("fieldManager", naming.FIELD_MANAGER), ("force", "true")]
+        return self._call(
+            "PATCH", path, body=dict(obj), content_type="application/apply-patch+yaml", query=query
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete in the background (dependents go through garbage collection); gone is fine."""
+        body = {"propagationPolicy": "Background"}
+        try:
+            self._call("DELETE", object_path(api_version, kind, namespace, name), body=body)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest:
+        return self._call("GET", object_path(api_version, kind, namespace, name))
+
+    def patch_model_deployment(
+        self,
+        namespace: str,
+        name: str,
+        patch: Any,
+        *,
+        status: bool = False,
+        json_patch: bool = False,
+    ) -> Manifest:
+        """Merge patch (or JSON patch) of a ModelDeployment's spec, or of its status subresource."""
+        path = object_path(f"{naming.GROUP}/{naming.VERSION}", naming.KIND, namespace, name)
+        content_type = (
+            "application/json-patch+json" if json_patch else "application/merge-patch+json"
+        )
+        return self._call(
+            "PATCH", path + ("/status" if status else ""), body=patch, content_type=content_type
+        )

@@ -1,0 +1,72 @@
+"""Names, labels and fixed paths shared by the rendered children, the reconciler and the plugin.
+
+The container paths and ports are the operator–server contract: change them together with the
+server and the contract test.
+"""
+
+from typing import Literal
+
+GROUP = "serving.berth.dev"
+VERSION = "v1alpha1"
+PLURAL = "modeldeployments"
+KIND = "ModelDeployment"
+FIELD_MANAGER = "berth-operator"
+
+Track = Literal["stable", "canary"]
+TRACKS: tuple[Track, ...] = ("stable", "canary")
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "berth-operator"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_OWNER = f"{GROUP}/modeldeployment"
+LABEL_TRACK = f"{GROUP}/track"
+LABEL_VERSION = f"{GROUP}/version"
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+
+GRPC_PORT = 8500
+REST_PORT = 8501
+CONFIG_DIR = "/etc/berth"
+MODELS_CONFIG_FILE = f"{CONFIG_DIR}/models.config"
+BATCHING_CONFIG_FILE = f"{CONFIG_DIR}/batching.config"
+MODELS_ROOT = "/models"
+SERVER_COMMAND = "berth-server"
+SERVER_USER_ID = 1000
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def readiness_path(model: str, version: int) -> str:
+    """The HTTP path that answers 200 once the server knows this model version.
+
+    One place on purpose: the server will offer a stricter "AVAILABLE only" path and the probe
+    moves there by changing this function alone.
+    """
+    return f"/v1/models/{model}/versions/{version}"
+
+
+def model_base_path(model: str) -> str:
+    return f"{MODELS_ROOT}/{model}"
+
+
+def track_name(owner: str, track: Track) -> str:
+    """Deployment and Service name of one track."""
+    return f"{owner}-{track}"
+
+
+def config_map_name(owner: str) -> str:
+    return f"{owner}-config"
+
+
+def owner_labels(owner: str) -> dict[str, str]:
+    """Labels on every child: how the reconciler finds what it owns."""
+    return {
+        LABEL_NAME: "berth-server",
+        LABEL_INSTANCE: owner,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_OWNER: owner,
+    }
+
+
+def track_selector(owner: str, track: Track) -> dict[str, str]:
+    """Pod selector of one track's Deployment and Service (immutable once created)."""
+    return {LABEL_OWNER: owner, LABEL_TRACK: track}

@@ -1,0 +1,159 @@
+"""ModelDeployment spec → the complete list of desired children (pure; no API calls).
+
+Everything the operator owns is returned on every call: the reconciler applies what differs from
+the cluster and deletes owned objects that are not in the list (a removed canary, an HPA that is
+no longer asked for, routes of a provider that was switched off).
+"""
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from berth_operator import naming, pods, routes, serverconfig, spec
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment the children belong to (ownerReferences need its uid)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def children(
+    md: spec.ModelDeploymentSpec, owner: Owner, *, canary_on: bool, weight: int
+) -> list[Manifest]:
+    """Desired children; `canary_on` and `weight` come from the rollout decision."""
+    files = config_files(md, canary_on=canary_on)
+    objs: list[Manifest] = [_config_map(owner.name, files)]
+    tracks: list[tuple[naming.Track, int, int | None]] = [
+        ("stable", md.stable_version, None if md.autoscaling else md.replicas),
+    ]
+    if canary_on and md.canary is not None:
+        tracks.append(("canary", md.canary.version, md.canary.replicas))
+    for track, version, replicas in tracks:
+        config_hash = _hash(files[f"{track}.models.config"], files.get("batching.config", ""))
+        objs.append(
+            pods.deployment(
+                md, owner.name, track, version=version, replicas=replicas, config_hash=config_hash
+            )
+        )
+        objs.append(
+            _service(naming.track_name(owner.name, track), naming.track_selector(owner.name, track))
+        )
+    objs.append(_service(owner.name, {naming.LABEL_OWNER: owner.name}))
+    objs += routes.PROVIDERS[md.traffic.provider](
+        md, owner.name, owner.namespace, weight, canary_on
+    )
+    if md.autoscaling is not None:
+        objs.append(_hpa(owner.name, md.autoscaling))
+    objs.append(_pdb(owner.name))
+    return [_owned(obj, owner) for obj in objs]
+
+
+def config_files(md: spec.ModelDeploymentSpec, *, canary_on: bool) -> dict[str, str]:
+    """ConfigMap data: one models.config per track, plus batching.config when batching is on."""
+    files = {"stable.models.config": serverconfig.models_config(md.model_name, md.stable_version)}
+    if canary_on and md.canary is not None:
+        files["canary.models.config"] = serverconfig.models_config(md.model_name, md.canary.version)
+    if md.batching is not None:
+        files["batching.config"] = serverconfig.batching_config(md.batching)
+    return files
+
+
+def _hash(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _config_map(owner: str, files: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": naming.config_map_name(owner)},
+        "data": files,
+    }
+
+
+def _service(name: str, selector: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": selector,
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": naming.GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+                {"name": "http", "port": naming.REST_PORT, "targetPort": "http", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def _hpa(owner: str, autoscaling: spec.Autoscaling) -> Manifest:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": owner},
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": naming.track_name(owner, "stable"),
+            },
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _pdb(owner: str) -> Manifest:
+    """At most one server of the whole ModelDeployment down at a time during node drains."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": owner},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {naming.LABEL_OWNER: owner}}},
+    }
+
+
+def _owned(obj: Manifest, owner: Owner) -> Manifest:
+    """Labels, namespace and the controller ownerReference that garbage collection follows."""
+    meta = obj["metadata"]
+    meta["namespace"] = owner.namespace
+    meta["labels"] = {**naming.owner_labels(owner.name), **meta.get("labels", {})}
+    meta["ownerReferences"] = [
+        {
+            "apiVersion": f"{naming.GROUP}/{naming.VERSION}",
+            "kind": naming.KIND,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    return obj

@@ -1,0 +1,299 @@
+"""Parse a ModelDeployment's raw spec into typed, defaulted values, or fail naming the field.
+
+The API server already validates against the CRD schema; this module repeats the checks that
+matter for rendering so that an object stored under an older schema (or one applied with
+validation off) is reported as InvalidSpec instead of producing broken children.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+Provider = Literal["gateway-api", "istio", "none"]
+PROVIDERS: tuple[Provider, ...] = ("gateway-api", "istio", "none")
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot serve; `field` is the dotted path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PvcSource:
+    claim_name: str
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
+class HostPathSource:
+    path: str
+
+
+@dataclass(frozen=True)
+class Canary:
+    version: int
+    weight: int = 0
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization_percentage: int = 80
+
+
+@dataclass(frozen=True)
+class Batching:
+    """TF Serving BatchingParameters; None leaves the server's default."""
+
+    max_batch_size: int | None = None
+    batch_timeout_micros: int | None = None
+    max_enqueued_batches: int | None = None
+    num_batch_threads: int | None = None
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpu: int = 0
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Server:
+    image: str = "ghcr.io/berth-dev/berth-server:0.1.0"
+    args: tuple[str, ...] = ()
+    env: tuple[Mapping[str, Any], ...] = ()
+    config_poll_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    provider: Provider = "gateway-api"
+    parent_ref: Mapping[str, Any] | None = None
+    hostnames: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelDeploymentSpec:
+    model_name: str
+    storage: PvcSource | HostPathSource
+    stable_version: int
+    canary: Canary | None = None
+    replicas: int = 1
+    autoscaling: Autoscaling | None = None
+    resources: Resources = field(default_factory=Resources)
+    batching: Batching | None = None
+    server: Server = field(default_factory=Server)
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    traffic: Traffic = field(default_factory=Traffic)
+    progress_deadline_seconds: int = 600
+    revision_history_limit: int = 10
+
+
+def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """Raw `spec` mapping → ModelDeploymentSpec; raises SpecError naming the first bad field."""
+    model = _mapping(raw, "model", required=True)
+    stable = _mapping(raw, "stable", required=True)
+    stable_version = _int(stable, "version", "spec.stable.version", minimum=1, required=True)
+    canary = _canary(raw, stable_version)
+    autoscaling = _autoscaling(raw)
+    if autoscaling is not None and "replicas" in raw:
+        raise SpecError("spec.autoscaling", "replicas and autoscaling are mutually exclusive")
+    return ModelDeploymentSpec(
+        model_name=_model_name(model),
+        storage=_storage(_mapping(model, "storage", required=True, path="spec.model.storage")),
+        stable_version=stable_version,
+        canary=canary,
+        replicas=_int(raw, "replicas", "spec.replicas", minimum=0, default=1),
+        autoscaling=autoscaling,
+        resources=_resources(_mapping(raw, "resources")),
+        batching=_batching(raw),
+        server=_server(_mapping(raw, "server")),
+        scheduling=_scheduling(_mapping(raw, "scheduling")),
+        traffic=_traffic(_mapping(raw, "traffic")),
+        progress_deadline_seconds=_int(
+            raw, "progressDeadlineSeconds", "spec.progressDeadlineSeconds", minimum=1, default=600
+        ),
+        revision_history_limit=_int(
+            raw, "revisionHistoryLimit", "spec.revisionHistoryLimit", minimum=1, default=10
+        ),
+    )
+
+
+def _model_name(model: Mapping[str, Any]) -> str:
+    name = model.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError("spec.model.name", "required")
+    if not all(c.islower() or c.isdigit() or c == "-" for c in name) or name[0] == "-":
+        raise SpecError("spec.model.name", f"{name!r} must be lowercase letters, digits and dashes")
+    return name
+
+
+def _storage(storage: Mapping[str, Any]) -> PvcSource | HostPathSource:
+    given = [key for key in ("pvc", "hostPath", "uri") if key in storage]
+    if len(given) != 1:
+        raise SpecError("spec.model.storage", "set exactly one of pvc, hostPath or uri")
+    if given == ["uri"]:
+        raise SpecError("spec.model.storage.uri", "object stores are not supported yet")
+    if given == ["pvc"]:
+        pvc = _mapping(storage, "pvc", path="spec.model.storage.pvc")
+        claim = pvc.get("claimName")
+        if not isinstance(claim, str) or not claim:
+            raise SpecError("spec.model.storage.pvc.claimName", "required")
+        return PvcSource(claim_name=claim, sub_path=str(pvc.get("subPath", "")))
+    path = _mapping(storage, "hostPath", path="spec.model.storage.hostPath").get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SpecError("spec.model.storage.hostPath.path", "must be an absolute path")
+    return HostPathSource(path=path)
+
+
+def _canary(raw: Mapping[str, Any], stable_version: int) -> Canary | None:
+    if raw.get("canary") is None:
+        return None
+    canary = _mapping(raw, "canary")
+    version = _int(canary, "version", "spec.canary.version", minimum=1, required=True)
+    if version == stable_version:
+        raise SpecError("spec.canary.version", "must differ from spec.stable.version")
+    return Canary(
+        version=version,
+        weight=_int(canary, "weight", "spec.canary.weight", minimum=0, maximum=100, default=0),
+        replicas=_int(canary, "replicas", "spec.canary.replicas", minimum=1, default=1),
+    )
+
+
+def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
+    if raw.get("autoscaling") is None:
+        return None
+    hpa = _mapping(raw, "autoscaling")
+    low = _int(hpa, "minReplicas", "spec.autoscaling.minReplicas", minimum=1, default=1)
+    high = _int(hpa, "maxReplicas", "spec.autoscaling.maxReplicas", minimum=1, required=True)
+    if low > high:
+        raise SpecError("spec.autoscaling.minReplicas", "must not exceed maxReplicas")
+    target = _int(
+        hpa,
+        "targetCPUUtilizationPercentage",
+        "spec.autoscaling.targetCPUUtilizationPercentage",
+        minimum=1,
+        maximum=100,
+        default=80,
+    )
+    return Autoscaling(low, high, target)
+
+
+def _resources(raw: Mapping[str, Any]) -> Resources:
+    return Resources(
+        gpu=_int(raw, "gpu", "spec.resources.gpu", minimum=0, default=0),
+        requests={k: str(v) for k, v in _mapping(raw, "requests").items()},
+        limits={k: str(v) for k, v in _mapping(raw, "limits").items()},
+    )
+
+
+def _batching(raw: Mapping[str, Any]) -> Batching | None:
+    if raw.get("batching") is None:
+        return None
+    b = _mapping(raw, "batching")
+
+    def opt(key: str, minimum: int) -> int | None:
+        return _int(b, key, f"spec.batching.{key}", minimum=minimum) if key in b else None
+
+    sizes = tuple(int(s) for s in b.get("allowedBatchSizes", ()))
+    if list(sizes) != sorted(sizes):
+        raise SpecError("spec.batching.allowedBatchSizes", "must be ascending")
+    pad = b.get("padVariableLengthInputs")
+    return Batching(
+        max_batch_size=opt("maxBatchSize", 1),
+        batch_timeout_micros=opt("batchTimeoutMicros", 0),
+        max_enqueued_batches=opt("maxEnqueuedBatches", 1),
+        num_batch_threads=opt("numBatchThreads", 1),
+        allowed_batch_sizes=sizes,
+        pad_variable_length_inputs=None if pad is None else bool(pad),
+    )
+
+
+def _server(raw: Mapping[str, Any]) -> Server:
+    defaults = Server()
+    return Server(
+        image=str(raw.get("image", defaults.image)),
+        args=tuple(str(a) for a in raw.get("args", ())),
+        env=tuple(dict(e) for e in raw.get("env", ())),
+        config_poll_seconds=_int(
+            raw, "configPollSeconds", "spec.server.configPollSeconds", minimum=1, default=30
+        ),
+    )
+
+
+def _scheduling(raw: Mapping[str, Any]) -> Scheduling:
+    affinity = raw.get("affinity")
+    return Scheduling(
+        node_selector={str(k): str(v) for k, v in _mapping(raw, "nodeSelector").items()},
+        tolerations=tuple(dict(t) for t in raw.get("tolerations", ())),
+        affinity=dict(affinity) if affinity else None,
+    )
+
+
+def _traffic(raw: Mapping[str, Any]) -> Traffic:
+    provider = raw.get("provider", "gateway-api")
+    if provider not in PROVIDERS:
+        raise SpecError(
+            "spec.traffic.provider", f"{provider!r} is not one of {', '.join(PROVIDERS)}"
+        )
+    parent = raw.get("parentRef")
+    if parent is not None and not _mapping(raw, "parentRef").get("name"):
+        raise SpecError("spec.traffic.parentRef.name", "required")
+    return Traffic(
+        provider=cast(Provider, provider),
+        parent_ref=dict(parent) if parent is not None else None,
+        hostnames=tuple(str(h) for h in raw.get("hostnames", ())),
+        gateways=tuple(str(g) for g in raw.get("gateways", ())),
+    )
+
+
+def _mapping(
+    raw: Mapping[str, Any], key: str, *, required: bool = False, path: str | None = None
+) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise SpecError(path or f"spec.{key}", "required")
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(path or f"spec.{key}", "must be an object")
+    return value
+
+
+def _int(
+    raw: Mapping[str, Any],
+    key: str,
+    path: str,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    default: int | None = None,
+    required: bool = False,
+) -> int:
+    value = raw.get(key)
+    if value is None:
+        if required or default is None:
+            raise SpecError(path, "required")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(path, f"must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SpecError(path, f"must be {bounds}, got {value}")
+    return value

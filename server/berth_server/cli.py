@@ -1,0 +1,122 @@
+"""Command line of `berth-server`: `tensorflow_model_server`'s flags and startup errors.
+
+Accepts the flag syntaxes of TensorFlow's flag parser (`--port=8500`, `-port=8500`,
+`--port 8500`, bare booleans, `--flag=true|false`), plus MODEL_NAME / MODEL_BASE_PATH from the
+environment as the official Docker image passes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from berth_server import options
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+class UsageError(Exception):
+    """A command line that cannot be parsed; the message names the flag."""
+
+
+def _field_types() -> dict[str, type]:
+    return {f.name: type(getattr(options.ServerOptions(), f.name))
+            for f in dataclasses.fields(options.ServerOptions)}
+
+
+def _convert(name: str, kind: type, text: str) -> object:
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise UsageError(f"Illegal value '{text}' specified for bool flag '{name}'")
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(
+            f"Illegal value '{text}' specified for {kind.__name__} flag '{name}'"
+        ) from None
+
+
+def parse_flags(argv: Sequence[str], environ: dict[str, str] | None = None) -> options.ServerOptions:
+    """Parse `argv` (without the program name) into ServerOptions."""
+    kinds = _field_types()
+    values: dict[str, object] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise UsageError(f"unknown argument: {arg}")
+        name, has_value, text = arg.lstrip("-").partition("=")
+        if name in ("help", "helpfull", "h"):
+            raise UsageError(usage())
+        kind = kinds.get(name)
+        if kind is None:
+            raise UsageError(f"unknown argument: {arg}")
+        if not has_value:
+            if kind is bool and not (args and args[0].lower() in _TRUE | _FALSE):
+                values[name] = True
+                continue
+            if not args:
+                raise UsageError(f"flag '{name}' needs a value")
+            text = args.pop(0)
+        values[name] = _convert(name, kind, text)
+    opts = options.ServerOptions(**values)  # type: ignore[arg-type]
+    env = os.environ if environ is None else environ
+    if "model_name" not in values and env.get("MODEL_NAME"):
+        opts.model_name = env["MODEL_NAME"]
+    if "model_base_path" not in values and env.get("MODEL_BASE_PATH") and not opts.model_config_file:
+        opts.model_base_path = env["MODEL_BASE_PATH"]
+    return opts
+
+
+def validate(opts: options.ServerOptions) -> None:
+    """Startup checks that TF Serving makes before serving; raises UsageError."""
+    if not opts.model_base_path and not opts.model_config_file:
+        raise UsageError("Both server_options.model_base_path and server_options.model_config_file "
+                         "are empty!")
+    if opts.port == 0 and not opts.grpc_socket_path:
+        raise UsageError("server_options.grpc_socket_path is empty while port is 0; "
+                         "the server would not listen anywhere")
+    if opts.batching_parameters_file and not opts.enable_batching:
+        raise UsageError("--batching_parameters_file is set but --enable_batching is false")
+    if opts.use_alts_credentials and opts.ssl_config_file:
+        raise UsageError("ssl_config_file and use_alts_credentials cannot both be set")
+    parallelism = (opts.tensorflow_session_parallelism, opts.tensorflow_intra_op_parallelism,
+                   opts.tensorflow_inter_op_parallelism)
+    if all(p > 0 for p in parallelism):
+        raise UsageError("Either configure server_options.tensorflow_session_parallelism or "
+                         "(server_options.tensorflow_intra_op_parallelism, "
+                         "server_options.tensorflow_inter_op_parallelism). Cannot configure all.")
+    if not 0.0 <= opts.per_process_gpu_memory_fraction <= 1.0:
+        raise UsageError("per_process_gpu_memory_fraction must be in [0, 1]")
+
+
+def usage() -> str:
+    lines = ["usage: berth-server [flags]", "Flags (as tensorflow_model_server):"]
+    for field in dataclasses.fields(options.ServerOptions):
+        default = getattr(options.ServerOptions(), field.name)
+        lines.append(f"\t--{field.name}={str(default).lower() if isinstance(default, bool) else default}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        opts = parse_flags(sys.argv[1:] if argv is None else argv)
+        if opts.version:
+            from berth_server import version_info
+
+            print(version_info.text())
+            return 0
+        validate(opts)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 1
+    from berth_server import server
+
+    return server.run(opts)

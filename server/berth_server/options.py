@@ -1,0 +1,69 @@
+"""The server's options: `tensorflow_model_server`'s flags, with its names and defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+def _default_num_threads() -> int:
+    return 4 * (os.cpu_count() or 1)
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """Every flag of `tensorflow_model_server` that Berth honours, named as there."""
+
+    port: int = 8500
+    grpc_socket_path: str = ""
+    rest_api_port: int = 0
+    rest_api_num_threads: int = dataclasses.field(default_factory=_default_num_threads)
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    file_system_poll_wait_seconds: int = 1
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    enable_per_model_batching_parameters: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
+    monitoring_config_file: str = ""
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    per_process_gpu_memory_fraction: float = 0.0
+    saved_model_tags: str = "serve"
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = dataclasses.field(default_factory=_default_num_threads)
+    enable_grpc_healthcheck_service: bool = False
+    ssl_config_file: str = ""
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    enable_signature_method_name_check: bool = False
+    enable_serialization_as_tensor_content: bool = False
+    # Accepted for command-line compatibility; they tune parts of TF Serving Berth does not have.
+    flush_filesystem_caches: bool = True
+    remove_unused_fields_from_bundle_metagraph: bool = True
+    enable_profiler: bool = True
+    platform_config_file: str = ""
+    tensorflow_session_config_file: str = ""
+    use_alts_credentials: bool = False
+    prefer_tflite_model: bool = False
+    num_tflite_pools: int = 1
+    num_tflite_interpreters_per_pool: int = 1
+    thread_pool_factory_config_file: str = ""
+    mixed_precision: str = ""
+    xla_cpu_compilation_enabled: bool = False
+    xla_gpu_compilation_enabled: bool = False
+    skip_initialize_tpu: bool = False
+    version: bool = False
+
+    @property
+    def tags(self) -> list[str]:
+        return [tag for tag in self.saved_model_tags.split(",") if tag]

@@ -1,0 +1,189 @@
+"""Assembles the server from its options and runs it: `serve()` is awaitable, `run()` owns the loop.
+
+Startup follows TF Serving: load every configured model, fail with its wording if one cannot
+become available, then open the gRPC and REST ports. Shutdown (SIGINT/SIGTERM) stops accepting,
+lets in-flight requests finish within a grace period, then unloads the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import uvicorn
+
+from berth_server import (
+    aspired_versions_manager,
+    errors,
+    grpc_api,
+    model_config,
+    predictor,
+    rest_api,
+    saved_model_runtime,
+    server_core,
+    warmup,
+)
+from berth_server.options import ServerOptions
+from berth_server.servable_state import ServableId
+
+log = logging.getLogger("berth_server")
+
+_INT32_MAX = 2**31 - 1
+SHUTDOWN_GRACE_SECONDS = 10.0
+MAX_REST_BODY_BYTES = 2**31 - 1
+
+
+def _loader(opts: ServerOptions) -> aspired_versions_manager.LoadFn:
+    intra, inter = opts.tensorflow_intra_op_parallelism, opts.tensorflow_inter_op_parallelism
+    if opts.tensorflow_session_parallelism > 0:
+        intra = inter = opts.tensorflow_session_parallelism
+    config = saved_model_runtime.session_config(
+        intra_op=intra, inter_op=inter, gpu_memory_fraction=opts.per_process_gpu_memory_fraction)
+
+    def load(servable_id: ServableId) -> saved_model_runtime.SavedModel:
+        model = saved_model_runtime.SavedModel(servable_id.path, tags=opts.tags, config=config)
+        if opts.enable_model_warmup:
+            try:
+                warmup.replay(model, servable_id.path,
+                              iterations=opts.num_request_iterations_for_warmup)
+            except Exception:
+                model.close()
+                raise
+        return model
+
+    return load
+
+
+def _grpc_options(opts: ServerOptions) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", _INT32_MAX),
+                                            ("grpc.max_send_message_length", _INT32_MAX)]
+    for pair in filter(None, opts.grpc_channel_arguments.split(",")):
+        key, _, value = pair.partition("=")
+        options.append((key.strip(), int(value) if value.strip().lstrip("-").isdigit() else value))
+    return options
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """Uvicorn inside our loop: signals belong to the Berth server, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> None:
+    """Load the configured models, serve until `stop` is set, then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    request_pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
+                                      thread_name_prefix="berth-run")
+    load_pool = ThreadPoolExecutor(max_workers=max(2, opts.num_load_threads),
+                                   thread_name_prefix="berth-load")
+    manager = aspired_versions_manager.AspiredVersionsManager(
+        _loader(opts), load_pool, max_load_retries=opts.max_num_load_retries,
+        load_retry_interval_seconds=opts.load_retry_interval_micros / 1e6)
+    core = server_core.ServerCore(
+        manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models)
+    background = [asyncio.ensure_future(core.poll_forever())]
+    try:
+        await core.reload(model_config.from_options(opts))
+        if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
+            background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
+        the_predictor = predictor.Predictor(core, predictor.ThreadRunner(request_pool),
+                                            check_method_names=opts.enable_signature_method_name_check)
+        grpc_server = await _start_grpc(opts, the_predictor)
+        rest_server = await _start_rest(opts, the_predictor)
+        log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
+        await stop.wait()
+        log.info("Shutting down: finishing in-flight requests")
+        if rest_server is not None:
+            rest_server.should_exit = True
+        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+    finally:
+        for task in background:
+            task.cancel()
+        await manager.close()
+        request_pool.shutdown(wait=False, cancel_futures=True)
+        load_pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_grpc_options(opts))
+    grpc_api.add_services(server, the_predictor,
+                          tensor_content_outputs=opts.enable_serialization_as_tensor_content)
+    if opts.enable_grpc_healthcheck_service:
+        from berth_server import grpc_health
+
+        await grpc_health.add_service(server)
+    if opts.port:
+        server.add_insecure_port(f"[::]:{opts.port}")
+    if opts.grpc_socket_path:
+        server.add_insecure_port(f"unix:{opts.grpc_socket_path}")
+    await server.start()
+    return server
+
+
+async def _start_rest(opts: ServerOptions, the_predictor: predictor.Predictor,
+                      ) -> uvicorn.Server | None:
+    if not opts.rest_api_port:
+        return None
+    if opts.rest_api_port == opts.port:
+        log.error("--rest_api_port cannot be the same as --port. Please use a different port for "
+                  "HTTP/REST API. Skipped exporting HTTP/REST API.")
+        return None
+    app = rest_api.RestApi(the_predictor, timeout_ms=opts.rest_api_timeout_in_ms,
+                           enable_cors=opts.rest_api_enable_cors_support,
+                           max_body_bytes=MAX_REST_BODY_BYTES)
+    config = uvicorn.Config(app, host="0.0.0.0", port=opts.rest_api_port, http="httptools",
+                            lifespan="off", access_log=False, log_level="warning",
+                            interface="asgi3")
+    server = _EmbeddedUvicorn(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
+        await asyncio.sleep(0.01)
+    return server
+
+
+async def _poll_config_file(core: server_core.ServerCore, opts: ServerOptions) -> None:
+    """Re-read --model_config_file; a broken file keeps the running config and is logged."""
+    while True:
+        await asyncio.sleep(opts.model_config_file_poll_wait_seconds)
+        try:
+            await core.reload(model_config.read_file(opts.model_config_file))
+        except errors.ServingError as error:
+            log.error("Keeping the running model config; reloading %s failed: %s",
+                      opts.model_config_file, error.message)
+
+
+def run(opts: ServerOptions) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the process exit status."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d %(levelname).1s %(name)s] %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(opts, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except errors.ServingError as error:
+        print(f"Failed to start server. Error: {error.code.name}: {error.message}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"Failed to start server. Error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,138 @@
+"""The serving configuration at run time: which models, their version policies and labels.
+
+Polls every model's base path and feeds the aspired versions to the manager; applies a new
+model_config_list (from the config file or HandleReloadConfigRequest) as TF Serving's ServerCore
+does: models left out are unloaded, new ones loaded, and the call returns once the new models
+are AVAILABLE or have failed. Reloads are serialized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from tensorflow_serving.config import model_server_config_pb2
+
+from berth_server import errors, model_config, storage_path_source
+from berth_server.aspired_versions_manager import AspiredVersionsManager
+
+log = logging.getLogger(__name__)
+
+
+class ServerCore:
+    def __init__(self, manager: AspiredVersionsManager, *, file_system_poll_wait_seconds: float,
+                 allow_version_labels_for_unavailable_models: bool) -> None:
+        self.manager = manager
+        self._poll_seconds = file_system_poll_wait_seconds
+        self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
+        self._models: dict[str, model_server_config_pb2.ModelConfig] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+        self._reload_lock = asyncio.Lock()
+        self._configured = False
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def labels(self, name: str) -> Mapping[str, int]:
+        return self._labels.get(name, {})
+
+    def resolve_version(self, name: str, version: int | None, label: str | None) -> int | None:
+        """The version a ModelSpec asks for (None: the latest); labels go through the map."""
+        if label is None:
+            return version
+        resolved = self._labels.get(name, {}).get(label)
+        if resolved is None:
+            raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
+        return resolved
+
+    async def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Replace the running model list; raises ServingError and keeps the old one if invalid."""
+        async with self._reload_lock:
+            models = {m.name: m for m in model_config.validate(config)}
+            first = not self._configured
+            if not first:
+                self._check_labels(models)
+            new_names = [name for name in models if name not in self._models]
+            for name in self._models.keys() - models.keys():
+                log.info("Model %s left the config; unloading it", name)
+                self.manager.forget_model(name)
+                self._labels.pop(name, None)
+            self._models = dict(models)
+            self._configured = True
+            if not first:
+                self._apply_labels(models)
+            await self.poll_once()
+            failed = await self.manager.wait_settled(new_names if not first else list(models))
+            if failed:
+                details = ", ".join(f"{{{n}: {e.message}}}" for n, e in sorted(failed.items()))
+                raise errors.ServingError(
+                    errors.Code.UNKNOWN, f"{len(failed)} model(s) did not become available: "
+                                         f"{details}")
+            if first:
+                self._check_labels(models)
+                self._apply_labels(models)
+
+    def _check_labels(self, models: Mapping[str, model_server_config_pb2.ModelConfig]) -> None:
+        for name, model in models.items():
+            available = set(self.manager.available_versions(name))
+            current = self._labels.get(name, {})
+            for label, version in model.version_labels.items():
+                if version in available:
+                    continue
+                unchanged_or_new = current.get(label, version) == version
+                if self._allow_unavailable_labels and unchanged_or_new:
+                    continue
+                raise errors.failed_precondition(
+                    f"Request to assign label to version {version} of model {name}, which is not "
+                    "currently available for inference")
+
+    def _apply_labels(self, models: Mapping[str, model_server_config_pb2.ModelConfig]) -> None:
+        self._labels = {name: dict(m.version_labels) for name, m in models.items()}
+
+    async def poll_once(self) -> None:
+        """List every model's versions (off the loop) and hand them to the manager."""
+        models = list(self._models.values())
+        found = await asyncio.get_running_loop().run_in_executor(None, _scan, models)
+        for model in models:
+            if self._models.get(model.name) is not model:
+                continue  # replaced by a reload while scanning
+            aspired = found[model.name]
+            if isinstance(aspired, errors.ServingError):
+                log.error("%s", aspired.message)
+                continue
+            if not aspired:
+                log.warning("No versions of servable %s found under base path %s", model.name,
+                            model.base_path)
+            self.manager.set_aspired_versions(model.name, {a.version: a.path for a in aspired})
+
+    async def poll_forever(self) -> None:
+        """Re-scan base paths every file_system_poll_wait_seconds (never when it is <= 0)."""
+        if self._poll_seconds <= 0:
+            return
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self.poll_once()
+            except Exception:  # a poll must never stop polling
+                log.exception("File system poll failed")
+
+    def is_ready(self) -> bool:
+        """Every configured model has an AVAILABLE version."""
+        return all(self.manager.available_versions(name) for name in self._models)
+
+
+def _scan(models: list[model_server_config_pb2.ModelConfig],
+          ) -> dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError]:
+    result: dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError] = {}
+    for model in models:
+        try:
+            result[model.name] = storage_path_source.aspired_versions(model)
+        except errors.ServingError as error:
+            result[model.name] = error
+        except OSError as error:
+            result[model.name] = errors.ServingError(
+                errors.Code.PERMISSION_DENIED if isinstance(error, PermissionError)
+                else errors.Code.UNKNOWN, f"Could not list {model.base_path}: {error}")
+    return result

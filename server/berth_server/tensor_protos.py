@@ -1,0 +1,59 @@
+"""TensorProto ↔ numpy for the gRPC path.
+
+Inputs may use typed fields or `tensor_content` (clients' `tf.make_tensor_proto` sends the
+latter). Outputs use the typed repeated fields by default, as TF Serving does, or
+`tensor_content` with --enable_serialization_as_tensor_content.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from berth_server import errors
+
+# dtype → the typed repeated field TF Serving's AsProtoField fills.
+_TYPED_FIELD: dict[int, str] = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+}
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decode a request tensor; a malformed one is INVALID_ARGUMENT, never a crash."""
+    if proto.dtype == types_pb2.DT_INVALID:
+        raise errors.invalid_argument("tensor has an invalid dtype (DT_INVALID)")
+    try:
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError, tf.errors.OpError) as error:
+        raise errors.invalid_argument(f"Unable to parse tensor proto: {error}") from None
+
+
+def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """Encode a result tensor the way TF Serving does."""
+    dtype = tf.as_dtype(array.dtype).as_datatype_enum
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(array.shape))
+    field = _TYPED_FIELD.get(dtype)
+    if field is None or (as_tensor_content and dtype != types_pb2.DT_STRING):
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    elif dtype == types_pb2.DT_STRING:
+        proto.string_val.extend(array.ravel().tolist())
+    else:
+        getattr(proto, field).extend(array.ravel().tolist())
+    return proto
+
+
+def _shape(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape])

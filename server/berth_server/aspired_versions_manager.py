@@ -263,9 +263,9 @@ class AspiredVersionsManager:
 def _as_serving_error(error: Exception) -> errors.ServingError:
     if isinstance(error, errors.ServingError):
         return error
-    code = getattr(error, "error_code", None)
+    code = getattr(error, "error_code", errors.Code.UNKNOWN)
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     try:
         return errors.ServingError(errors.Code(code), message)
-    except ValueError:
+    except (ValueError, TypeError):
         return errors.ServingError(errors.Code.UNKNOWN, message)

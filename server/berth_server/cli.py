@@ -23,8 +23,8 @@ class UsageError(Exception):
 
 
 def _field_types() -> dict[str, type]:
-    return {f.name: type(getattr(options.ServerOptions(), f.name))
-            for f in dataclasses.fields(options.ServerOptions)}
+    defaults = options.ServerOptions()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(defaults)}
 
 
 def _convert(name: str, kind: type, text: str) -> object:
@@ -43,7 +43,8 @@ def _convert(name: str, kind: type, text: str) -> object:
         ) from None
 
 
-def parse_flags(argv: Sequence[str], environ: dict[str, str] | None = None) -> options.ServerOptions:
+def parse_flags(argv: Sequence[str],
+                environ: dict[str, str] | None = None) -> options.ServerOptions:
     """Parse `argv` (without the program name) into ServerOptions."""
     kinds = _field_types()
     values: dict[str, object] = {}
@@ -70,8 +71,10 @@ def parse_flags(argv: Sequence[str], environ: dict[str, str] | None = None) -> o
     env = os.environ if environ is None else environ
     if "model_name" not in values and env.get("MODEL_NAME"):
         opts.model_name = env["MODEL_NAME"]
-    if "model_base_path" not in values and env.get("MODEL_BASE_PATH") and not opts.model_config_file:
-        opts.model_base_path = env["MODEL_BASE_PATH"]
+    base_from_env = env.get("MODEL_BASE_PATH")
+    if "model_base_path" not in values and base_from_env and not opts.model_config_file:
+        # The official image runs --model_base_path=${MODEL_BASE_PATH}/${MODEL_NAME}.
+        opts.model_base_path = os.path.join(base_from_env, opts.model_name)
     return opts
 
 
@@ -99,9 +102,11 @@ def validate(opts: options.ServerOptions) -> None:
 
 def usage() -> str:
     lines = ["usage: berth-server [flags]", "Flags (as tensorflow_model_server):"]
-    for field in dataclasses.fields(options.ServerOptions):
-        default = getattr(options.ServerOptions(), field.name)
-        lines.append(f"\t--{field.name}={str(default).lower() if isinstance(default, bool) else default}")
+    defaults = options.ServerOptions()
+    for field in dataclasses.fields(defaults):
+        default = getattr(defaults, field.name)
+        shown = str(default).lower() if isinstance(default, bool) else default
+        lines.append(f"\t--{field.name}={shown}")
     return "\n".join(lines)
 
 
@@ -117,6 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return 1
-    from berth_server import server
+    from berth_server.server import run
 
-    return server.run(opts)
+    return run(opts)

@@ -67,7 +67,8 @@ def _timeout_ms(context: grpc.aio.ServicerContext) -> int:
 
 
 def _response_spec(lease: Lease, signature_name: str) -> model_pb2.ModelSpec:
-    return model_pb2.ModelSpec(name=lease.name, version=wrappers_pb2.Int64Value(value=lease.version),
+    return model_pb2.ModelSpec(name=lease.name,
+                               version=wrappers_pb2.Int64Value(value=lease.version),
                                signature_name=signature_name)
 
 
@@ -205,9 +206,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                                         context: grpc.aio.ServicerContext,
                                         ) -> model_management_pb2.ReloadConfigResponse:
         if request.config.WhichOneof("config") != "model_config_list":
-            raise errors.invalid_argument("ServerCore config changes of type "
-                                          f"{request.config.WhichOneof('config')} is not supported; "
-                                          "only model_config_list is")
+            kind = request.config.WhichOneof("config")
+            raise errors.invalid_argument(f"ServerCore config changes of type {kind} is not "
+                                          "supported; only model_config_list is")
         await self._core.reload(request.config)
         return model_management_pb2.ReloadConfigResponse(status=_status_proto(None))
 

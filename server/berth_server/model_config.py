@@ -11,9 +11,6 @@ from tensorflow_serving.config import model_server_config_pb2
 from berth_server import errors
 from berth_server.options import ServerOptions
 
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
-ModelConfig = model_server_config_pb2.ModelConfig
-
 
 def parse_text(text: str) -> model_server_config_pb2.ModelServerConfig:
     """Parse a ModelServerConfig text proto; errors read as TF Serving's."""
@@ -45,7 +42,8 @@ def from_options(opts: ServerOptions) -> model_server_config_pb2.ModelServerConf
     return config
 
 
-def validate(config: model_server_config_pb2.ModelServerConfig) -> list[ModelConfig]:
+def validate(config: model_server_config_pb2.ModelServerConfig,
+             ) -> list[model_server_config_pb2.ModelConfig]:
     """Check a config as TF Serving's ServerCore does and return its model entries."""
     kind = config.WhichOneof("config")
     if kind == "custom_model_config":

@@ -38,8 +38,8 @@ _JSON = (b"content-type", b"application/json")
 _CORS = [(b"access-control-allow-origin", b"*"),
          (b"access-control-allow-methods", b"POST, GET"),
          (b"access-control-allow-headers", b"Content-Type")]
-_NOT_FOUND_PAGE = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
-                   b"</BODY></HTML>\n")
+_NOT_FOUND_PAGE = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n"
+                   b"<H1>Not Found</H1>\n</BODY></HTML>\n")
 _MAX_DECOMPRESSED_BYTES = 100 << 20
 
 

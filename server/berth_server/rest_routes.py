@@ -31,15 +31,21 @@ class Route:
 def match(method: str, path: str) -> Route:
     """The route of a /v1 request; anything else is TF Serving's `Malformed request`."""
     if method == "POST" and (m := _PREDICT.fullmatch(path)):
-        verb = m["verb"]
-        if verb not in ("predict", "classify", "regress"):  # the dispatcher compares exactly
+        verb: Verb
+        if m["verb"] == "predict":  # the dispatcher compares the verb exactly, in lowercase
+            verb = "predict"
+        elif m["verb"] == "classify":
+            verb = "classify"
+        elif m["verb"] == "regress":
+            verb = "regress"
+        else:
             raise _malformed(method, path)
         return Route(verb, unquote(m["name"]), _version(m["version"]), _label(m["label"]))
     if method == "GET" and (m := _MODEL.fullmatch(path)):
         if not m["name"]:
             raise errors.invalid_argument("Missing model name in request.")
-        verb: Verb = "metadata" if m["metadata"] else "status"
-        return Route(verb, unquote(m["name"]), _version(m["version"]), _label(m["label"]))
+        return Route("metadata" if m["metadata"] else "status", unquote(m["name"]),
+                     _version(m["version"]), _label(m["label"]))
     raise _malformed(method, path)
 
 

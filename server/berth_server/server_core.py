@@ -93,7 +93,7 @@ class ServerCore:
 
     async def poll_once(self) -> None:
         """List every model's versions (off the loop) and hand them to the manager."""
-        models = list(self._models.values())
+        models: list[model_server_config_pb2.ModelConfig] = list(self._models.values())
         found = await asyncio.get_running_loop().run_in_executor(None, _scan, models)
         for model in models:
             if self._models.get(model.name) is not model:

@@ -8,4 +8,5 @@ import berth_server
 def text() -> str:
     import tensorflow as tf
 
-    return f"TensorFlow ModelServer: {berth_server.__version__}-berth\nTensorFlow Library: {tf.__version__}"
+    return (f"TensorFlow ModelServer: {berth_server.__version__}-berth\n"
+            f"TensorFlow Library: {tf.__version__}")

@@ -40,8 +40,9 @@ def replay(model: SavedModel, version_dir: Path, *, iterations: int = 1) -> int:
                     model.run(plan.signature_name, plan.inputs, plan.output_aliases)
     except tf.errors.DataLossError as error:
         raise errors.ServingError(
-            errors.Code.DATA_LOSS, f"Error reading warmup data at {path}: {error.message}. "
-                                   "Please verify your warmup data is in TFRecord format.") from None
+            errors.Code.DATA_LOSS,
+            f"Error reading warmup data at {path}: {error.message}. "
+            "Please verify your warmup data is in TFRecord format.") from None
     log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
              version_dir, count)
     return count

@@ -96,7 +96,8 @@ class ServerCore:
         models: list[model_server_config_pb2.ModelConfig] = list(self._models.values())
         found = await asyncio.get_running_loop().run_in_executor(None, _scan, models)
         for model in models:
-            if self._models.get(model.name) is not model:
+            still_configured = self._models.get(model.name) is model
+            if not still_configured:
                 continue  # replaced by a reload while scanning
             aspired = found[model.name]
             if isinstance(aspired, errors.ServingError):

@@ -224,27 +224,42 @@ def _dense(value: Any, dtype: int) -> np.ndarray | None:
     if not leaves:
         return _build(leaves, shape, dtype)
     kinds = set(map(type, leaves))
+    array: np.ndarray
     if dtype in _FLOAT_LIMITS:
         max_int, max_value = _FLOAT_LIMITS[dtype]
-        if not kinds <= {float, int} or not -max_value <= min(leaves) <= max(leaves) <= max_value:
-            return None  # NaN and Infinity may land here; the exact path accepts them.
+        if not kinds <= {float, int}:
+            return None
         if int in kinds and max(abs(v) for v in leaves if type(v) is int) > max_int:
             return None
+        array = np.array(leaves, dtype=np.float64)
+        if not _within(leaves, array, -max_value, max_value):
+            return None  # NaN or Infinity may land here; the exact path accepts them.
     elif dtype in _INT_RANGE:
-        low, high = _INT_RANGE[dtype]
-        if kinds != {int} or min(leaves) < low or max(leaves) > high:
+        if kinds != {int}:
             return None
-    elif dtype == DT_BOOL:
-        if kinds != {bool}:
-            return None
-    elif kinds != {str}:
-        return None
-    else:
         try:
-            leaves = [text.encode() for text in leaves]
+            array = np.array(leaves, dtype=np.uint64 if dtype == DT_UINT64 else np.int64)
+        except OverflowError:
+            return None
+        if not _within(leaves, array, *_INT_RANGE[dtype]):
+            return None
+    elif dtype == DT_BOOL and kinds == {bool}:
+        array = np.array(leaves, dtype=np.bool_)
+    elif dtype == DT_STRING and kinds == {str}:
+        try:
+            return _build([text.encode() for text in leaves], shape, dtype)
         except UnicodeEncodeError:
             return None
-    return _build(leaves, shape, dtype)
+    else:
+        return None
+    return array.astype(_NUMPY[dtype], copy=False).reshape(shape)
+
+
+def _within(leaves: list[Any], array: np.ndarray, low: float, high: float) -> bool:
+    """Range check: Python's min/max are cheaper on short lists, numpy on long ones."""
+    if len(leaves) <= 64:
+        return bool(low <= min(leaves) and max(leaves) <= high)
+    return bool(((array >= low) & (array <= high)).all())
 
 
 def _build(leaves: list[Any], shape: list[int], dtype: int) -> np.ndarray:

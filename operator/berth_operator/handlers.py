@@ -35,13 +35,14 @@ CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
 
 def register(registry: kopf.OperatorRegistry, options: operator_settings.Options) -> None:
     """Declare every handler on `registry` (nothing is registered at import time)."""
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.probe(id="writes", registry=registry)(probe_writes)
     for group, version, plural in CHILD_RESOURCES:
-        api = f"{group}/{version}" if group else version
         kopf.index(
-            api,
-            plural,
+            group=group,
+            version=version,
+            plural=plural,
             id=_index_id(plural),
             registry=registry,
             labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY},

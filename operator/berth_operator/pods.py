@@ -42,12 +42,11 @@ def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
     ]
     if isinstance(md.storage, spec.PvcSource) and md.storage.sub_path:
         mounts[0]["subPath"] = md.storage.sub_path
-    return {
+    body: Manifest = {
         "name": "server",
         "image": md.server.image,
         "command": [naming.SERVER_COMMAND],
         "args": server_args(md),
-        "env": env,
         "ports": [
             {"name": "grpc", "containerPort": naming.GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": naming.REST_PORT, "protocol": "TCP"},
@@ -63,7 +62,6 @@ def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
             "periodSeconds": 10,
             "failureThreshold": 6,
         },
-        "resources": _resources(md.resources),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": naming.SERVER_USER_ID,
@@ -73,6 +71,12 @@ def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
         },
         "volumeMounts": mounts,
     }
+    # The API server drops empty lists and maps; rendering one would look like drift forever.
+    if env:
+        body["env"] = env
+    if resources := _resources(md.resources):
+        body["resources"] = resources
+    return body
 
 
 def _resources(resources: spec.Resources) -> Manifest:

@@ -5,10 +5,12 @@ matter for rendering so that an object stored under an older schema (or one appl
 validation off) is reported as InvalidSpec instead of producing broken children.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Provider = Literal["gateway-api", "istio", "none"]
 PROVIDERS: tuple[Provider, ...] = ("gateway-api", "istio", "none")
 
@@ -139,8 +141,8 @@ def _model_name(model: Mapping[str, Any]) -> str:
     name = model.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError("spec.model.name", "required")
-    if not all(c.islower() or c.isdigit() or c == "-" for c in name) or name[0] == "-":
-        raise SpecError("spec.model.name", f"{name!r} must be lowercase letters, digits and dashes")
+    if not _MODEL_NAME.fullmatch(name):
+        raise SpecError("spec.model.name", f"{name!r} must be letters, digits, '_', '-' and '.'")
     return name
 
 

@@ -197,3 +197,19 @@ def test_pods_roll_when_their_config_changes() -> None:
     assert config_hash(BASE) != config_hash({**BASE, "batching": {"maxBatchSize": 4}})
     assert config_hash(BASE) != config_hash({**BASE, "stable": {"version": 4}})
     assert config_hash(BASE) == config_hash({**BASE, "replicas": 5})
+
+
+def _empty_paths(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, dict):
+        if not value and not path.endswith("emptyDir"):
+            return [path]
+        return [p for k, v in value.items() for p in _empty_paths(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [path] if not value else [p for v in value for p in _empty_paths(v, path + "[]")]
+    return []
+
+
+def test_rendered_children_hold_no_empty_lists_or_maps_the_api_server_would_drop() -> None:
+    for raw in (BASE, {**BASE, "canary": {"version": 4}, "traffic": {"provider": "istio"}}):
+        for name, obj in children(raw, canary_on=True).items():
+            assert _empty_paths(obj) == [], name

@@ -61,7 +61,7 @@ def test_batching_fields_are_parsed() -> None:
         ),
         (with_(model={"name": "m", "storage": {"uri": "s3://b/m"}}), "spec.model.storage.uri"),
         (
-            with_(model={"name": "Bad_Name", "storage": MINIMAL["model"]["storage"]}),
+            with_(model={"name": "bad name", "storage": MINIMAL["model"]["storage"]}),
             "spec.model.name",
         ),
         (with_(stable={}), "spec.stable.version"),

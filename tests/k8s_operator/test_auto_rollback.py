@@ -1,0 +1,133 @@
+"""A canary that never becomes ready gets no traffic and is rolled back after its deadline."""
+
+from __future__ import annotations
+
+import json
+
+from kube_control_plane import ControlPlane
+from operator_harness import (
+    Operator,
+    apply,
+    backend_weights,
+    condition,
+    get,
+    kubectl,
+    model_deployment,
+    wait_for,
+    wait_ready,
+    wait_status,
+)
+
+DEADLINE_SECONDS = 8
+
+
+def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
+    control_plane: ControlPlane, namespace: str, berth_operator: Operator
+) -> None:
+    apply(
+        control_plane,
+        namespace,
+        model_deployment("fraud", progressDeadlineSeconds=DEADLINE_SECONDS),
+    )
+    wait_ready(control_plane, namespace, "fraud")
+    # The namespace is full: the canary's pod can never be created (as with an exhausted quota).
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "full"},
+        "spec": {"hard": {"pods": "1"}},
+    }
+    apply(control_plane, namespace, quota)
+    wait_for(
+        lambda: (
+            (get(control_plane, namespace, "resourcequota", "full") or {})
+            .get("status", {})
+            .get("used", {})
+            .get("pods")
+            == "1"
+        ),
+        timeout=30,
+        what="quota usage",
+    )
+
+    kubectl(
+        control_plane,
+        "patch",
+        "md",
+        "fraud",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"canary": {"version": 2, "weight": 50}}}),
+    )
+    wait_for(
+        lambda: get(control_plane, namespace, "deployment", "fraud-canary"),
+        timeout=30,
+        what="canary Deployment",
+    )
+    assert backend_weights(control_plane, namespace, "fraud-http") == {
+        "fraud-stable": 100,
+        "fraud-canary": 0,
+    }
+
+    md = wait_status(
+        control_plane,
+        namespace,
+        "fraud",
+        lambda s: "rolledBackCanary" in s,
+        timeout=DEADLINE_SECONDS + 30,
+        what="automatic rollback",
+    )
+    assert md["status"]["rolledBackCanary"]["version"] == 2
+    degraded = condition(md, "Degraded") or {}
+    assert (degraded.get("status"), degraded.get("reason")) == ("True", "CanaryRolledBack")
+    assert (condition(md, "Ready") or {}).get("status") == "True"
+    assert "canary" not in md["status"] and md["spec"]["canary"]["version"] == 2
+    wait_for(
+        lambda: get(control_plane, namespace, "deployment", "fraud-canary") is None,
+        timeout=30,
+        what="canary Deployment removed",
+    )
+    assert backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100}
+    events = wait_for(
+        lambda: json.loads(
+            kubectl(
+                control_plane,
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "-o",
+                "json",
+                "--field-selector",
+                "reason=CanaryRolledBack",
+            ).stdout
+        )["items"],
+        timeout=30,
+        what="CanaryRolledBack event",
+    )
+    assert events[0]["type"] == "Warning"
+    assert events[0]["involvedObject"]["name"] == "fraud"
+
+    kubectl(
+        control_plane,
+        "patch",
+        "md",
+        "fraud",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/spec/canary"}]',
+    )
+    wait_status(
+        control_plane,
+        namespace,
+        "fraud",
+        lambda s: (
+            "rolledBackCanary" not in s
+            and (condition({"status": s}, "Degraded") or {}).get("status") == "False"
+        ),
+        what="rollback record cleared once the canary is removed",
+    )

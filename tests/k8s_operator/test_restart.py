@@ -1,0 +1,71 @@
+"""An operator restarted in the middle of a rollout picks it up from the stored status."""
+
+from __future__ import annotations
+
+import json
+
+from kube_control_plane import ControlPlane
+from operator_harness import (
+    Operator,
+    apply,
+    backend_weights,
+    kubectl,
+    model_deployment,
+    wait_for,
+    wait_ready,
+    wait_status,
+)
+
+
+def test_an_operator_restarted_mid_rollout_converges(
+    control_plane: ControlPlane, namespace: str, berth_operator: Operator
+) -> None:
+    apply(control_plane, namespace, model_deployment("fraud", replicas=2))
+    wait_ready(control_plane, namespace, "fraud")
+    kubectl(
+        control_plane,
+        "patch",
+        "md",
+        "fraud",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"canary": {"version": 2, "weight": 10}}}),
+    )
+    first = wait_status(
+        control_plane, namespace, "fraud", lambda s: "canary" in s, what="canary started"
+    )
+
+    berth_operator.stop()
+    kubectl(
+        control_plane,
+        "patch",
+        "md",
+        "fraud",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"canary": {"weight": 40}}}),
+    )
+    berth_operator.start()
+
+    md = wait_status(
+        control_plane,
+        namespace,
+        "fraud",
+        lambda s: s.get("weight") == 40 and s.get("canary", {}).get("readyReplicas") == 1,
+        what="weight 40 on a ready canary after the restart",
+    )
+    assert md["status"]["canary"]["since"] == first["status"]["canary"]["since"]
+    assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
+    wait_for(
+        lambda: (
+            backend_weights(control_plane, namespace, "fraud-http")
+            == {"fraud-stable": 60, "fraud-canary": 40}
+        ),
+        timeout=30,
+        what="60/40 split",
+    )
+    wait_ready(control_plane, namespace, "fraud")

@@ -1,0 +1,49 @@
+"""Invalid specs are refused by the API server, with a message that names the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kube_control_plane import ControlPlane
+from operator_harness import kubectl, model_deployment
+
+HOST = {"hostPath": {"path": "/m"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"canary": {"version": 1, "weight": 10}}, "spec.canary.version"),
+        ({"canary": {"version": 2, "weight": 150}}, "spec.canary.weight"),
+        ({"canary": {"version": 2, "weight": -5}}, "spec.canary.weight"),
+        (
+            {"model": {"name": "m", "storage": {"pvc": {"claimName": "c"}, **HOST}}},
+            "spec.model.storage",
+        ),
+        ({"model": {"name": "m", "storage": {}}}, "spec.model.storage"),
+        ({"replicas": 2, "autoscaling": {"maxReplicas": 3}}, "spec.autoscaling"),
+        ({"autoscaling": {"minReplicas": 4, "maxReplicas": 3}}, "spec.autoscaling.minReplicas"),
+        ({"traffic": {"provider": "linkerd"}}, "spec.traffic.provider"),
+        ({"stable": {"version": 0}}, "spec.stable.version"),
+        ({"stable": None}, "spec.stable"),
+    ],
+)
+def test_kubectl_apply_rejects_an_invalid_spec_naming_the_field(
+    modeldeployment_crd: ControlPlane, namespace: str, spec: dict[str, Any], field: str
+) -> None:
+    manifest = model_deployment("bad", **spec)
+    manifest["spec"] = {k: v for k, v in manifest["spec"].items() if v is not None}
+    result = kubectl(
+        modeldeployment_crd,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(manifest),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr

@@ -44,7 +44,7 @@ def test_half_plus_two_documented_exchange() -> None:
 
 
 def test_several_outputs_tf_serving_example() -> None:
-    outputs = {
+    outputs: dict[str, np.ndarray] = {
         "double_scalar_tensor": np.array([8.0, 9.0]),
         "float_tensor": np.array([[1.0], [2.0]], np.float32),
         "int_tensor": INTS,
@@ -89,8 +89,9 @@ def test_six_digit_precision_values_keep_their_float32_value() -> None:
 
 
 def test_non_finite_values_per_row_with_several_outputs() -> None:
-    outputs = {"f": np.array([[np.nan, 1.0], [2.0, -np.inf]], np.float32),
-               "i": np.array([1, 2], np.int64)}
+    outputs: dict[str, np.ndarray] = {
+        "f": np.array([[np.nan, 1.0], [2.0, -np.inf]], np.float32),
+        "i": np.array([1, 2], np.int64)}
     assert encode_predict_response(outputs, True) == (
         b'{"predictions":[{"f":[NaN,1.0],"i":1},{"f":[2.0,-Infinity],"i":2}]}')
 

@@ -1,65 +1,22 @@
-"""Predict request JSON → numpy tensors, with TF Serving's rules and messages (`json_tensor.cc`).
+"""Predict request JSON → named tensors: the `instances` (row) and `inputs` (columnar) layouts.
 
-Shapes come from the JSON nesting (the first element of each level); dtypes come from the
-signature. The common case (a dense, well-typed nested list) is converted level by level with
-C-speed checks and one `np.array` call; anything else is re-walked value by value in TF Serving's
-order, which either raises its exact error or converts what only the slow path handles (b64
-objects, NaN/Infinity, lone surrogates).
-
-Row-format errors are wrapped as TF Serving wraps them, status code text included
-(`Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: ...`), so an
-unsupported dtype there is INVALID_ARGUMENT, while in columnar format it is UNIMPLEMENTED.
+Follows TF Serving's `json_tensor.cc`, messages included. Row-format errors are wrapped as TF
+Serving wraps them, status code text and all (`Failed to process element: 0 of 'instances' list.
+Error: INVALID_ARGUMENT: ...`), so an unsupported dtype there is INVALID_ARGUMENT, while in
+columnar format it is UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from berth_server import errors
-from berth_server.rest_json import (
-    decode_b64,
-    format_error,
-    is_b64_object,
-    json_type_name,
-    signature_name_of,
-    to_bytes,
-)
+from berth_server import errors, rest_tensor
+from berth_server.rest_json import format_error, is_b64_object, signature_name_of
 from berth_server.rest_json import value_to_string as _show
-
-# tensorflow.core.framework.types_pb2 enum values.
-DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
-DT_INT64, DT_BOOL, DT_UINT32, DT_UINT64 = 9, 10, 22, 23
-
-# TF's DataTypeString for enum values 1..33.
-_DTYPE_NAMES = (
-    "float double int32 uint8 int16 int8 string complex64 int64 bool qint8 quint8 qint32 bfloat16 "
-    "qint16 quint16 uint16 complex128 half resource variant uint32 uint64 float8_e5m2 "
-    "float8_e4m3fn float8_e4m3fnuz float8_e4m3b11fnuz float8_e5m2fnuz int4 uint4 int2 uint2 "
-    "float4_e2m1fn").split()
-
-_NUMPY: dict[int, type] = {
-    DT_FLOAT: np.float32, DT_DOUBLE: np.float64, DT_INT32: np.int32, DT_UINT8: np.uint8,
-    DT_INT16: np.int16, DT_INT8: np.int8, DT_INT64: np.int64, DT_BOOL: np.bool_,
-    DT_UINT32: np.uint32, DT_UINT64: np.uint64, DT_STRING: object,
-}
-# Integers each dtype takes (rapidjson IsInt/IsInt64/IsUint/IsUint64). Narrow types take any
-# int32 and wrap when the tensor is built, as TF Serving's int_val does.
-_INT_RANGE: dict[int, tuple[int, int]] = {
-    DT_INT32: (-(2**31), 2**31 - 1), DT_INT16: (-(2**31), 2**31 - 1),
-    DT_INT8: (-(2**31), 2**31 - 1), DT_UINT8: (-(2**31), 2**31 - 1),
-    DT_INT64: (-(2**63), 2**63 - 1), DT_UINT32: (0, 2**32 - 1), DT_UINT64: (0, 2**64 - 1),
-}
-# IsLosslessDecimal: the largest integer (2**digits - 1) and the largest finite value.
-_FLOAT_LIMITS: dict[int, tuple[int, float]] = {
-    DT_FLOAT: (2**24 - 1, float(np.finfo(np.float32).max)),
-    DT_DOUBLE: (2**53 - 1, float(np.finfo(np.float64).max)),
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,13 +26,6 @@ class PredictInputs:
     signature_name: str
     tensors: dict[str, np.ndarray]
     row_format: bool
-
-
-def dtype_name(dtype: int) -> str:
-    """TF's `DataTypeString`, as TF Serving prints dtypes in messages."""
-    if 1 <= dtype <= len(_DTYPE_NAMES):
-        return _DTYPE_NAMES[dtype - 1]
-    return f"unknown dtype enum ({dtype})"
 
 
 def decode_predict_request(body: dict[str, Any], input_dtypes: Mapping[str, int]) -> PredictInputs:
@@ -106,12 +56,12 @@ def _from_inputs(value: Any, dtypes: Mapping[str, int]) -> dict[str, np.ndarray]
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 "tensors required as per tensorinfo_map")
         ((name, dtype),) = dtypes.items()
-        return {name: to_tensor(value, dtype)}
+        return {name: rest_tensor.to_tensor(value, dtype)}
     tensors = {}
     for name, dtype in dtypes.items():
         if name not in value:
             raise errors.invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        tensors[name] = to_tensor(value[name], dtype)
+        tensors[name] = rest_tensor.to_tensor(value[name], dtype)
     return tensors
 
 
@@ -123,7 +73,7 @@ def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.
             "instances is a plain list, but expecting list of objects as multiple input tensors "
             "required as per tensorinfo_map")
     ((name, dtype),) = dtypes.items()
-    batch = _dense(rows, dtype)
+    batch = rest_tensor.try_dense(rows, dtype)
     if batch is not None:
         return {name: batch}
     tensors: list[np.ndarray] = []
@@ -132,7 +82,7 @@ def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.
             raise errors.invalid_argument(
                 f"Expecting value/list but got object at item {index} of input list")
         try:
-            _append_row(tensors, to_tensor(row, dtype))
+            _append_row(tensors, rest_tensor.to_tensor(row, dtype))
         except errors.ServingError as error:
             raise errors.invalid_argument(f"Failed to process element: {index} of 'instances' "
                                           f"list. Error: {_status(error)}") from None
@@ -142,9 +92,14 @@ def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.
 def _from_named_rows(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.ndarray]:
     names = dtypes.keys()
     if "b64" not in names and all(type(row) is dict and row.keys() == names for row in rows):
-        fast = {name: _dense([row[name] for row in rows], dtype) for name, dtype in dtypes.items()}
-        if all(tensor is not None for tensor in fast.values()):
-            return fast  # type: ignore[return-value]
+        fast: dict[str, np.ndarray] = {}
+        for name, dtype in dtypes.items():
+            tensor = rest_tensor.try_dense([row[name] for row in rows], dtype)
+            if tensor is None:
+                break
+            fast[name] = tensor
+        else:
+            return fast
     columns: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
     for index, row in enumerate(rows):
         if type(row) is not dict or is_b64_object(row):
@@ -154,7 +109,7 @@ def _from_named_rows(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np
             try:
                 if key not in dtypes:
                     raise errors.invalid_argument(f"JSON object: does not have named input: {key}")
-                _append_row(columns[key], to_tensor(item, dtypes[key]))
+                _append_row(columns[key], rest_tensor.to_tensor(item, dtypes[key]))
             except errors.ServingError as error:
                 raise errors.invalid_argument(
                     f"Failed to process element: {index} key: {key} of 'instances' list. "
@@ -184,154 +139,3 @@ def _shape_text(tensor: np.ndarray) -> str:
 def _status(error: errors.ServingError) -> str:
     """absl::Status::ToString, which TF Serving embeds when it wraps a row's error."""
     return f"{error.code.name}: {error.message}"
-
-
-def to_tensor(value: Any, dtype: int) -> np.ndarray:
-    """One JSON value (scalar or nested list) as a tensor of `dtype`."""
-    tensor = _dense(value, dtype)
-    if tensor is not None:
-        return tensor
-    shape = _shape_of(value)
-    leaves: list[Any] = []
-    _fill(value, 0, shape, dtype, leaves)
-    if dtype not in _NUMPY:  # No leaves, so no conversion was attempted.
-        raise errors.unimplemented(f"Conversion of JSON Value: {_show(value)} to type: "
-                                   f"{dtype_name(dtype)}")
-    return _build(leaves, shape, dtype)
-
-
-def _shape_of(value: Any) -> list[int]:
-    shape = []
-    while type(value) is list:
-        shape.append(len(value))
-        if not value:
-            break
-        value = value[0]
-    return shape
-
-
-def _dense(value: Any, dtype: int) -> np.ndarray | None:
-    """The fast path: a dense, well-typed value as a tensor, or None to take the exact path."""
-    if dtype not in _NUMPY:
-        return None
-    shape = _shape_of(value)
-    leaves = [value]
-    for size in shape:
-        if len(leaves) > 1 and (set(map(type, leaves)) != {list}
-                                or set(map(len, leaves)) != {size}):
-            return None
-        leaves = list(itertools.chain.from_iterable(leaves))
-    if not leaves:
-        return _build(leaves, shape, dtype)
-    kinds = set(map(type, leaves))
-    array: np.ndarray
-    if dtype in _FLOAT_LIMITS:
-        max_int, max_value = _FLOAT_LIMITS[dtype]
-        if not kinds <= {float, int}:
-            return None
-        if int in kinds and max(abs(v) for v in leaves if type(v) is int) > max_int:
-            return None
-        array = np.array(leaves, dtype=np.float64)
-        if not _within(leaves, array, -max_value, max_value):
-            return None  # NaN or Infinity may land here; the exact path accepts them.
-    elif dtype in _INT_RANGE:
-        if kinds != {int}:
-            return None
-        try:
-            array = np.array(leaves, dtype=np.uint64 if dtype == DT_UINT64 else np.int64)
-        except OverflowError:
-            return None
-        if not _within(leaves, array, *_INT_RANGE[dtype]):
-            return None
-    elif dtype == DT_BOOL and kinds == {bool}:
-        array = np.array(leaves, dtype=np.bool_)
-    elif dtype == DT_STRING and kinds == {str}:
-        try:
-            return _build([text.encode() for text in leaves], shape, dtype)
-        except UnicodeEncodeError:
-            return None
-    else:
-        return None
-    return array.astype(_NUMPY[dtype], copy=False).reshape(shape)
-
-
-def _within(leaves: list[Any], array: np.ndarray, low: float, high: float) -> bool:
-    """Range check: Python's min/max are cheaper on short lists, numpy on long ones."""
-    if len(leaves) <= 64:
-        return bool(low <= min(leaves) and max(leaves) <= high)
-    return bool(((array >= low) & (array <= high)).all())
-
-
-def _build(leaves: list[Any], shape: list[int], dtype: int) -> np.ndarray:
-    if dtype == DT_STRING:
-        tensor = np.empty(len(leaves), dtype=object)
-        tensor[:] = leaves
-        return tensor.reshape(shape)
-    if dtype in _INT_RANGE and dtype != DT_UINT64:
-        return np.array(leaves, dtype=np.int64).astype(_NUMPY[dtype]).reshape(shape)
-    return np.array(leaves, dtype=_NUMPY[dtype]).reshape(shape)
-
-
-def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) -> None:
-    """TF Serving's FillTensorProto: depth-first, raising the first error it meets."""
-    rank = len(shape)
-    if type(value) is not list:
-        if level != rank:
-            raise errors.invalid_argument(
-                f"JSON Value: {_show(value)} found at incorrect level: {level + 1} in the JSON "
-                f"DOM. Expected at level: {rank}")
-        if type(value) is dict:
-            if dtype != DT_STRING:
-                raise _type_error(value, dtype)
-            out.append(decode_b64(value))
-        else:
-            out.append(_leaf(value, dtype))
-        return
-    if level >= rank:
-        raise errors.invalid_argument(
-            f"Encountered list at unexpected level: {level} expected < {rank}")
-    if len(value) != shape[level]:
-        raise errors.invalid_argument(
-            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: "
-            f"{shape[level]}")
-    for item in value:
-        _fill(item, level + 1, shape, dtype, out)
-
-
-def _leaf(value: Any, dtype: int) -> Any:
-    kind = type(value)
-    if dtype in _FLOAT_LIMITS:
-        if kind is float or kind is int:
-            if not _lossless(value, dtype):
-                raise errors.invalid_argument(
-                    f"Cannot convert JSON value: {_show(value)} to {dtype_name(dtype)} without "
-                    "loss of precision.")
-            return value
-    elif dtype in _INT_RANGE:
-        low, high = _INT_RANGE[dtype]
-        if kind is int and low <= value <= high:
-            return value
-    elif dtype == DT_BOOL:
-        if kind is bool:
-            return value
-    elif dtype == DT_STRING:
-        if kind is str:
-            return to_bytes(value)
-    else:
-        raise errors.unimplemented(
-            f"Conversion of JSON Value: {_show(value)} to type: {dtype_name(dtype)}")
-    raise _type_error(value, dtype)
-
-
-def _lossless(value: float, dtype: int) -> bool:
-    """TF Serving's IsLosslessDecimal (which calls 2**24 itself lossy for float)."""
-    max_int, max_value = _FLOAT_LIMITS[dtype]
-    if type(value) is int:
-        return abs(value) <= max_int
-    return not math.isfinite(value) or abs(value) <= max_value
-
-
-def _type_error(value: Any, dtype: int) -> errors.ServingError:
-    return errors.invalid_argument(
-        f"JSON Value: {_show(value)} Type: {json_type_name(value)} is not of expected type: "
-        f"{dtype_name(dtype)}")

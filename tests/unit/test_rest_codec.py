@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from berth_server import errors, rest_codec
+from berth_server import errors, rest_codec, rest_tensor
 from berth_server.rest_json import parse_body
 
 FLOAT, DOUBLE, INT32, UINT8, INT16, INT8, STRING = 1, 2, 3, 4, 5, 6, 7
@@ -290,5 +290,5 @@ def test_b64_accepts_missing_padding_like_absl() -> None:
 
 
 def test_dtype_names_follow_datatype_string() -> None:
-    assert [rest_codec.dtype_name(d) for d in (1, 2, 7, 19, 23, 99)] == [
+    assert [rest_tensor.dtype_name(d) for d in (1, 2, 7, 19, 23, 99)] == [
         "float", "double", "string", "half", "uint64", "unknown dtype enum (99)"]

@@ -1,0 +1,207 @@
+"""One JSON value (a scalar or nested lists) → one numpy tensor of a signature's dtype.
+
+TF Serving's rules (`json_tensor.cc`): the shape comes from the nesting, reading the first element
+of each level; every value must fit the dtype. The common case, a dense and well-typed value, is
+checked level by level with C-speed builtins and converted by one `np.array` call; anything else
+is walked value by value in TF Serving's order, which raises its exact error or converts what only
+that walk handles (b64 objects, NaN/Infinity, lone surrogates).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+from berth_server import errors
+from berth_server.rest_json import decode_b64, json_type_name, to_bytes
+from berth_server.rest_json import value_to_string as _show
+
+# tensorflow.core.framework.types_pb2 enum values.
+DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
+DT_INT64, DT_BOOL, DT_UINT32, DT_UINT64 = 9, 10, 22, 23
+
+# TF's DataTypeString for enum values 1..33.
+_DTYPE_NAMES = (
+    "float double int32 uint8 int16 int8 string complex64 int64 bool qint8 quint8 qint32 bfloat16 "
+    "qint16 quint16 uint16 complex128 half resource variant uint32 uint64 float8_e5m2 "
+    "float8_e4m3fn float8_e4m3fnuz float8_e4m3b11fnuz float8_e5m2fnuz int4 uint4 int2 uint2 "
+    "float4_e2m1fn").split()
+
+_NUMPY: dict[int, type] = {
+    DT_FLOAT: np.float32, DT_DOUBLE: np.float64, DT_INT32: np.int32, DT_UINT8: np.uint8,
+    DT_INT16: np.int16, DT_INT8: np.int8, DT_INT64: np.int64, DT_BOOL: np.bool_,
+    DT_UINT32: np.uint32, DT_UINT64: np.uint64, DT_STRING: object,
+}
+# Integers each dtype takes (rapidjson IsInt/IsInt64/IsUint/IsUint64). Narrow types take any
+# int32 and wrap when the tensor is built, as TF Serving's int_val does.
+_INT_RANGE: dict[int, tuple[int, int]] = {
+    DT_INT32: (-(2**31), 2**31 - 1), DT_INT16: (-(2**31), 2**31 - 1),
+    DT_INT8: (-(2**31), 2**31 - 1), DT_UINT8: (-(2**31), 2**31 - 1),
+    DT_INT64: (-(2**63), 2**63 - 1), DT_UINT32: (0, 2**32 - 1), DT_UINT64: (0, 2**64 - 1),
+}
+# IsLosslessDecimal: the largest integer (2**digits - 1) and the largest finite value.
+_FLOAT_LIMITS: dict[int, tuple[int, float]] = {
+    DT_FLOAT: (2**24 - 1, float(np.finfo(np.float32).max)),
+    DT_DOUBLE: (2**53 - 1, float(np.finfo(np.float64).max)),
+}
+
+
+def dtype_name(dtype: int) -> str:
+    """TF's `DataTypeString`, as TF Serving prints dtypes in messages."""
+    if 1 <= dtype <= len(_DTYPE_NAMES):
+        return _DTYPE_NAMES[dtype - 1]
+    return f"unknown dtype enum ({dtype})"
+
+
+def to_tensor(value: Any, dtype: int) -> np.ndarray:
+    """One JSON value (scalar or nested list) as a tensor of `dtype`."""
+    tensor = try_dense(value, dtype)
+    if tensor is not None:
+        return tensor
+    shape = _shape_of(value)
+    leaves: list[Any] = []
+    _fill(value, 0, shape, dtype, leaves)
+    if dtype not in _NUMPY:  # No leaves, so no conversion was attempted.
+        raise errors.unimplemented(f"Conversion of JSON Value: {_show(value)} to type: "
+                                   f"{dtype_name(dtype)}")
+    return _build(leaves, shape, dtype)
+
+
+def _shape_of(value: Any) -> list[int]:
+    shape = []
+    while type(value) is list:
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def try_dense(value: Any, dtype: int) -> np.ndarray | None:
+    """The fast path: a dense, well-typed value as a tensor, or None to take the exact path."""
+    if dtype not in _NUMPY:
+        return None
+    shape = _shape_of(value)
+    leaves = [value]
+    for size in shape:
+        if len(leaves) > 1 and (set(map(type, leaves)) != {list}
+                                or set(map(len, leaves)) != {size}):
+            return None
+        leaves = list(itertools.chain.from_iterable(leaves))
+    if not leaves:
+        return _build(leaves, shape, dtype)
+    kinds = set(map(type, leaves))
+    array: np.ndarray
+    if dtype in _FLOAT_LIMITS:
+        max_int, max_value = _FLOAT_LIMITS[dtype]
+        if not kinds <= {float, int}:
+            return None
+        if int in kinds and max(abs(v) for v in leaves if type(v) is int) > max_int:
+            return None
+        array = np.array(leaves, dtype=np.float64)
+        if not _within(leaves, array, -max_value, max_value):
+            return None  # NaN or Infinity may land here; the exact path accepts them.
+    elif dtype in _INT_RANGE:
+        if kinds != {int}:
+            return None
+        try:
+            array = np.array(leaves, dtype=np.uint64 if dtype == DT_UINT64 else np.int64)
+        except OverflowError:
+            return None
+        if not _within(leaves, array, *_INT_RANGE[dtype]):
+            return None
+    elif dtype == DT_BOOL and kinds == {bool}:
+        array = np.array(leaves, dtype=np.bool_)
+    elif dtype == DT_STRING and kinds == {str}:
+        try:
+            return _build([text.encode() for text in leaves], shape, dtype)
+        except UnicodeEncodeError:
+            return None
+    else:
+        return None
+    return array.astype(_NUMPY[dtype], copy=False).reshape(shape)
+
+
+def _within(leaves: list[Any], array: np.ndarray, low: float, high: float) -> bool:
+    """Range check: Python's min/max are cheaper on short lists, numpy on long ones."""
+    if len(leaves) <= 64:
+        return bool(low <= min(leaves) and max(leaves) <= high)
+    return bool(((array >= low) & (array <= high)).all())
+
+
+def _build(leaves: list[Any], shape: list[int], dtype: int) -> np.ndarray:
+    if dtype == DT_STRING:
+        tensor = np.empty(len(leaves), dtype=object)
+        tensor[:] = leaves
+        return tensor.reshape(shape)
+    if dtype in _INT_RANGE and dtype != DT_UINT64:
+        return np.array(leaves, dtype=np.int64).astype(_NUMPY[dtype]).reshape(shape)
+    return np.array(leaves, dtype=_NUMPY[dtype]).reshape(shape)
+
+
+def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) -> None:
+    """TF Serving's FillTensorProto: depth-first, raising the first error it meets."""
+    rank = len(shape)
+    if type(value) is not list:
+        if level != rank:
+            raise errors.invalid_argument(
+                f"JSON Value: {_show(value)} found at incorrect level: {level + 1} in the JSON "
+                f"DOM. Expected at level: {rank}")
+        if type(value) is dict:
+            if dtype != DT_STRING:
+                raise _type_error(value, dtype)
+            out.append(decode_b64(value))
+        else:
+            out.append(_leaf(value, dtype))
+        return
+    if level >= rank:
+        raise errors.invalid_argument(
+            f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise errors.invalid_argument(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: "
+            f"{shape[level]}")
+    for item in value:
+        _fill(item, level + 1, shape, dtype, out)
+
+
+def _leaf(value: Any, dtype: int) -> Any:
+    kind = type(value)
+    if dtype in _FLOAT_LIMITS:
+        if kind is float or kind is int:
+            if not _lossless(value, dtype):
+                raise errors.invalid_argument(
+                    f"Cannot convert JSON value: {_show(value)} to {dtype_name(dtype)} without "
+                    "loss of precision.")
+            return value
+    elif dtype in _INT_RANGE:
+        low, high = _INT_RANGE[dtype]
+        if kind is int and low <= value <= high:
+            return value
+    elif dtype == DT_BOOL:
+        if kind is bool:
+            return value
+    elif dtype == DT_STRING:
+        if kind is str:
+            return to_bytes(value)
+    else:
+        raise errors.unimplemented(
+            f"Conversion of JSON Value: {_show(value)} to type: {dtype_name(dtype)}")
+    raise _type_error(value, dtype)
+
+
+def _lossless(value: float, dtype: int) -> bool:
+    """TF Serving's IsLosslessDecimal (which calls 2**24 itself lossy for float)."""
+    max_int, max_value = _FLOAT_LIMITS[dtype]
+    if type(value) is int:
+        return abs(value) <= max_int
+    return not math.isfinite(value) or abs(value) <= max_value
+
+
+def _type_error(value: Any, dtype: int) -> errors.ServingError:
+    return errors.invalid_argument(
+        f"JSON Value: {_show(value)} Type: {json_type_name(value)} is not of expected type: "
+        f"{dtype_name(dtype)}")

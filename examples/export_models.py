@@ -305,15 +305,14 @@ def export_mlp(base_path: Path, version: int = 1, *, seed: int = 0) -> Path:
             layers.Dense(1, "sigmoid", kernel_initializer=glorot(seed=seed + 2)),
         ]
     )
-    module = tf.Module()
-    module.model = model
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 10], tf.float32, name="x")])
-    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"y": model(x)}
-
+    # Keras' ExportArchive tracks the model's variables so that the SavedModel also restores in
+    # a TF1 session (as TF Serving and Berth load it); a bare tf.Module wrapper would not.
+    archive = tf.keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda x: {"y": model(x)},
+                         input_signature=[tf.TensorSpec([None, 10], tf.float32, name="x")])
     with _staged(base_path, version) as scratch:
-        _save_tf2(scratch, module, serve)
+        archive.write_out(str(scratch), verbose=False)
     return base_path / str(version)
 
 

@@ -66,6 +66,8 @@ def _from_inputs(value: Any, dtypes: Mapping[str, int]) -> dict[str, np.ndarray]
 
 
 def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """TF Serving converts row by row and then checks the rows agree; a batch that converts as
+    one dense tensor passes exactly those checks, so only a failing batch is walked per row."""
     if type(rows[0]) is dict and not is_b64_object(rows[0]):
         return _from_named_rows(rows, dtypes)
     if len(dtypes) > 1:

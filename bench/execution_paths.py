@@ -77,7 +77,8 @@ def measure(model_dir: Path) -> list[tuple[str, float]]:
     rows.append(("TF1 Session.make_callable", _per_call_micros(lambda: make_callable(x))))
     options = config_pb2.CallableOptions(feed=[feed], fetch=[fetch])
     from_options = session._make_callable_from_options(options)
-    rows.append(("callable from CallableOptions (Berth)", _per_call_micros(lambda: from_options(x))))
+    rows.append(("callable from CallableOptions (Berth)",
+                 _per_call_micros(lambda: from_options(x))))
     rows.append(("  + loop.run_in_executor round trip", _executor_micros(lambda: from_options(x))))
     rows.append(("  empty function via run_in_executor", _executor_micros(lambda: None)))
     return rows

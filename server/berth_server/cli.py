@@ -111,6 +111,8 @@ def usage() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ INFO lines (oneDNN, CPU features) drown the server's own log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         opts = parse_flags(sys.argv[1:] if argv is None else argv)
         if opts.version:

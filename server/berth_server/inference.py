@@ -44,6 +44,10 @@ def predict_signature(signatures: Signatures, name: str) -> meta_graph_pb2.Signa
 def plan_predict(signatures: Signatures, signature_name: str, inputs: Mapping[str, np.ndarray],
                  output_filter: Sequence[str] = ()) -> Plan:
     signature = predict_signature(signatures, signature_name)
+    defaults = {alias: tf.make_ndarray(value) for alias, value in signature.defaults.items()
+                if alias not in inputs and alias in signature.inputs}
+    if defaults:  # TF2 signatures may declare values for inputs a request leaves out
+        inputs = {**inputs, **defaults}
     _check_inputs(signature, inputs)
     return Plan(signature_name or DEFAULT_SIGNATURE, inputs,
                 _output_aliases(signature, output_filter))

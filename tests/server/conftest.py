@@ -108,3 +108,20 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory,
     server.wait_ready()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Like `start_server`, but its servers live until the module's last test (read-only tests)."""
+    started: list[ServerProcess] = []
+    log_dir = tmp_path_factory.mktemp("module-server")
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(list(args), log_dir / f"server-{len(started)}.log", env)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

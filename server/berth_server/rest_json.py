@@ -176,7 +176,10 @@ def value_to_string(value: Any) -> str:
             return write_decimal(value, float32=True)
         return write_decimal(value, float32=False)
     parts: list[str] = []
-    _pretty(value, "", parts)
+    try:
+        _pretty(value, "", parts)
+    except RecursionError:  # orjson accepts 1024 levels of nesting; this walk takes two per level.
+        return "<value nested too deeply to print>"
     return "".join(parts)
 
 

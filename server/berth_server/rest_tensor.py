@@ -42,6 +42,7 @@ _INT_RANGE: dict[int, tuple[int, int]] = {
     DT_INT8: (-(2**31), 2**31 - 1), DT_UINT8: (-(2**31), 2**31 - 1),
     DT_INT64: (-(2**63), 2**63 - 1), DT_UINT32: (0, 2**32 - 1), DT_UINT64: (0, 2**64 - 1),
 }
+_MAX_RANK = 64
 # IsLosslessDecimal: the largest integer (2**digits - 1) and the largest finite value.
 _FLOAT_LIMITS: dict[int, tuple[int, float]] = {
     DT_FLOAT: (2**24 - 1, float(np.finfo(np.float32).max)),
@@ -71,12 +72,17 @@ def to_tensor(value: Any, dtype: int) -> np.ndarray:
 
 
 def _shape_of(value: Any) -> list[int]:
+    """The shape read from the first element of each level, within numpy's rank limit (TF's is
+    254), which also bounds the recursion of the value-by-value walk."""
     shape = []
     while type(value) is list:
         shape.append(len(value))
         if not value:
             break
         value = value[0]
+    if len(shape) > _MAX_RANK:
+        raise errors.invalid_argument(
+            f"Shape has {len(shape)} dimensions which is over the limit of {_MAX_RANK}")
     return shape
 
 

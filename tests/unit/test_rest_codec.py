@@ -292,3 +292,18 @@ def test_b64_accepts_missing_padding_like_absl() -> None:
 def test_dtype_names_follow_datatype_string() -> None:
     assert [rest_tensor.dtype_name(d) for d in (1, 2, 7, 19, 23, 99)] == [
         "float", "double", "string", "half", "uint64", "unknown dtype enum (99)"]
+
+
+def test_rank_is_limited_to_what_numpy_holds() -> None:
+    assert decode(b'{"inputs": ' + b"[" * 64 + b"1" + b"]" * 64 + b"}", {"x": INT32}) \
+        .tensors["x"].ndim == 64
+    for body in (b'{"inputs": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}",
+                 b'{"instances": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}",
+                 b'{"inputs": ' + b"[" * 1000 + b'"a"' + b"]" * 1000 + b"}"):
+        assert error_of(body, {"x": INT32}).message.endswith("over the limit of 64")
+
+
+def test_deeply_nested_document_in_an_error_is_not_printed() -> None:
+    body = b'{"instances": 1, "inputs": ' + b"[" * 1000 + b"1" + b"]" * 1000 + b"}"
+    assert error_of(body, {"x": INT32}).message.startswith(
+        "JSON Value: <value nested too deeply to print> Not formatted correctly")

@@ -21,6 +21,7 @@ import uvicorn
 
 from berth_server import (
     aspired_versions_manager,
+    batching_runner,
     errors,
     grpc_api,
     model_config,
@@ -91,12 +92,14 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models)
+    batching = batching_runner.from_options(opts)  # a bad batching file fails startup here
     background = [asyncio.ensure_future(core.poll_forever())]
     try:
         await core.reload(model_config.from_options(opts))
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
-        the_predictor = predictor.Predictor(core, predictor.ThreadRunner(request_pool),
+        runner = batching or predictor.ThreadRunner(request_pool)
+        the_predictor = predictor.Predictor(core, runner,
                                             check_method_names=opts.enable_signature_method_name_check)
         grpc_server = await _start_grpc(opts, the_predictor)
         rest_server = await _start_rest(opts, the_predictor)
@@ -109,6 +112,8 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     finally:
         for task in background:
             task.cancel()
+        if batching is not None:
+            batching.close()
         await manager.close()
         request_pool.shutdown(wait=False, cancel_futures=True)
         load_pool.shutdown(wait=False, cancel_futures=True)

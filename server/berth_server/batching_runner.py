@@ -1,0 +1,68 @@
+"""The Runner that sends every plan through the shared batch scheduler (`--enable_batching`).
+
+One queue per (loaded version, signature, input aliases, output aliases, non-batch shapes):
+the version is the servable object itself, so batches never mix versions or signatures, and
+tasks whose non-batch dimensions differ are padded (pad_variable_length_inputs) or batched
+apart — never mixed. The per-request work on the event loop is a size check, a key, a future
+and a short locked enqueue; merging, running and splitting happen on the batch threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from berth_server import batch_tensors, batching_parameters, inference
+from berth_server.aspired_versions_manager import Lease
+from berth_server.batch_scheduler import BatchScheduler, Clock
+from berth_server.batch_tensors import Tensors
+from berth_server.options import ServerOptions
+from berth_server.saved_model_runtime import SavedModel
+
+_QueueKey = tuple[SavedModel, str, tuple[str, ...], tuple[str, ...], tuple[object, ...]]
+
+
+def _execute(key: _QueueKey, inputs: dict[str, object]) -> Tensors:
+    servable, signature_name, _, output_aliases, _ = key
+    return servable.run(signature_name, inputs, output_aliases)  # type: ignore[arg-type]
+
+
+class BatchingRunner:
+    """Runs plans in batches; `close()` stops the batch threads (pending requests fail)."""
+
+    def __init__(self, params: batching_parameters.BatchingParameters, *,
+                 clock: Clock | None = None) -> None:
+        self.scheduler = (BatchScheduler(params, _execute) if clock is None
+                          else BatchScheduler(params, _execute, clock=clock))
+        self._pad = params.pad_variable_length_inputs
+        self._clock = self.scheduler.clock
+
+    async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
+                       ) -> inference.Outputs:
+        inputs = plan.inputs
+        size = batch_tensors.task_size(inputs)
+        names = tuple(sorted(inputs))
+        key: _QueueKey = (lease.servable, plan.signature_name, names, tuple(plan.output_aliases),
+                          batch_tensors.shape_key(inputs, names, pad_variable_length=self._pad))
+        deadline = self._clock() + timeout_ms / 1000 if timeout_ms > 0 else math.inf
+        future: asyncio.Future[inference.Outputs] = asyncio.get_running_loop().create_future()
+        self.scheduler.schedule(key, inputs, size, deadline, future)
+        return await future
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+
+def gpu_count() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def from_options(opts: ServerOptions) -> BatchingRunner | None:
+    """The server's BatchingRunner when --enable_batching; a bad parameters file raises."""
+    if not opts.enable_batching:
+        return None
+    threads = batching_parameters.default_num_batch_threads(gpu_count())
+    return BatchingRunner(batching_parameters.for_server(opts.batching_parameters_file,
+                                                         default_threads=threads))

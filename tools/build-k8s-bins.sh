@@ -108,7 +108,7 @@ build_k8s() {
   for m in "${K8S_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   (cd "$src" && with_heartbeat "go build (${#pkgs[@]} binaries)" \
     go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
-  mv "$tmp/v3" "$tmp/etcd"  # the etcd main package is the module root, named after "v3"
+  mv "$tmp/server" "$tmp/etcd"  # the main package is the module root: go names it "server"
   touch "$tmp/.complete"
   rm -rf "$K8S_DIR" && mv "$tmp" "$K8S_DIR"
 }
@@ -153,7 +153,9 @@ fetch_crds() {
   gw=$(module_dir sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION")
   istio=$(module_dir istio.io/api "$ISTIO_API_VERSION")
   rm -rf "$tmp" && mkdir -p "$tmp"
-  cat "$gw"/config/crd/standard/*.yaml >"$tmp/gateway-api-standard.yaml"
+  local f
+  for f in "$gw"/config/crd/standard/*.yaml; do echo "---"; cat "$f"; done \
+    >"$tmp/gateway-api-standard.yaml"
   yaml_docs_matching 'name: virtualservices[.]networking[.]istio[.]io' \
     "$istio/kubernetes/customresourcedefinitions.gen.yaml" >"$tmp/istio-virtualservice.yaml"
   grep -q 'kind: VirtualService' "$tmp/istio-virtualservice.yaml"

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test package: the loopback Kubernetes control plane."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+import kube_control_plane
+import pytest
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[kube_control_plane.ControlPlane]:
+    """One control plane per test session: starting one costs seconds, a namespace costs nothing.
+
+    Skips (with the fix in the reason) when the binaries are not built; `make test` builds them.
+    """
+    bin_dir = kube_control_plane.default_bin_dir()
+    if missing := kube_control_plane.missing_binaries(bin_dir):
+        pytest.skip(f"no {', '.join(missing)} in {bin_dir}: run `make k8s-bins`")
+    plane = kube_control_plane.start(work_dir=tmp_path_factory.mktemp("control-plane"))
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: kube_control_plane.ControlPlane) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards without waiting (the plane finishes it)."""
+    name = control_plane.create_namespace()
+    yield name
+    control_plane.delete_namespace(name)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the components' log tails to the report of a failed test that used the plane."""
+    report = yield
+    plane = getattr(item, "funcargs", {}).get("control_plane")
+    if report.failed and isinstance(plane, kube_control_plane.ControlPlane):
+        report.sections.append(("control plane logs", plane.log_tails()))
+    return report

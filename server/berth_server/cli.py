@@ -98,6 +98,14 @@ def validate(opts: options.ServerOptions) -> None:
                          "server_options.tensorflow_inter_op_parallelism). Cannot configure all.")
     if not 0.0 <= opts.per_process_gpu_memory_fraction <= 1.0:
         raise UsageError("per_process_gpu_memory_fraction must be in [0, 1]")
+    if opts.log_format not in ("text", "json"):
+        raise UsageError(f"--log_format must be text or json, not {opts.log_format!r}")
+    if not 0.0 <= opts.access_log_sampling_rate <= 1.0:
+        raise UsageError("--access_log_sampling_rate must be in [0, 1]")
+    if opts.max_request_size_bytes < 0 or opts.max_inflight_requests < 0:
+        raise UsageError("--max_request_size_bytes and --max_inflight_requests must be >= 0")
+    if opts.rest_api_enable_ssl and not opts.ssl_config_file:
+        raise UsageError("--rest_api_enable_ssl needs --ssl_config_file")
 
 
 def usage() -> str:

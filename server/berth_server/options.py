@@ -63,6 +63,14 @@ class ServerOptions:
     xla_gpu_compilation_enabled: bool = False
     skip_initialize_tpu: bool = False
     version: bool = False
+    # Berth's own flags (not in tensorflow_model_server); see README "Observability".
+    access_log_file: str = ""  # JSON-lines access log; "-" is stdout; "" is off
+    access_log_sampling_rate: float = 1.0  # share of successful requests logged (errors: all)
+    log_format: str = "text"  # "text" or "json" for the server's own log lines
+    max_request_size_bytes: int = 0  # REST body / gRPC message limit; 0 is TF Serving's (2 GiB)
+    max_inflight_requests: int = 1024  # admitted to model execution at once; 0 is unbounded
+    rest_api_enable_ssl: bool = False  # serve REST over TLS with --ssl_config_file
+    shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
 
     @property
     def tags(self) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Protocol
 
-from berth_server import errors, inference
+from berth_server import errors, inference, request_record
 from berth_server.aspired_versions_manager import Lease
 from berth_server.saved_model_runtime import SavedModel
 from berth_server.server_core import ServerCore
@@ -61,6 +61,7 @@ class Predictor:
             raise errors.invalid_argument("ModelSpec has no name specified.")
         resolved = self.core.resolve_version(name, version, label)
         with self.core.manager.lease(name, resolved) as lease:
+            request_record.note_version(lease.version)
             yield lease
 
     @staticmethod

@@ -20,6 +20,7 @@ from berth_server import (
     errors,
     grpc_api,
     inference,
+    request_record,
     rest_codec,
     rest_examples,
     rest_json,
@@ -67,6 +68,7 @@ class RestApi:
             payload = await self._dispatch(method, path, body)
             status = 200
         except errors.ServingError as error:
+            request_record.note_error(error.code)
             status, payload = errors.http_status(error.code), rest_json.encode_error(error.message)
         except Exception as error:  # a bug must cost one request, never the server
             log.exception("Unexpected error handling %s %s", method, path)
@@ -100,6 +102,7 @@ class RestApi:
 
     async def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
         route = rest_routes.match(method, path)
+        request_record.note_route(route.model_name, route.verb)
         if route.verb == "status":
             return self._status(route)
         with self._predictor.lease(route.model_name, route.version, route.label) as lease:
@@ -179,6 +182,7 @@ def _gunzip(body: bytes) -> bytes:
 
 async def _respond(send: Send, status: int, body: bytes,
                    headers: list[tuple[bytes, bytes]]) -> None:
+    request_record.note_response(status, len(body))
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

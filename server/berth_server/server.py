@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,24 +25,29 @@ from berth_server import (
     batching_runner,
     errors,
     grpc_api,
+    grpc_observe,
+    log_format,
     model_config,
     predictor,
     rest_api,
+    rest_front,
     saved_model_runtime,
     server_core,
+    tls,
     warmup,
 )
+from berth_server.metrics import Metrics
+from berth_server.observability import Observability
 from berth_server.options import ServerOptions
 from berth_server.servable_state import ServableId
 
 log = logging.getLogger("berth_server")
 
 _INT32_MAX = 2**31 - 1
-SHUTDOWN_GRACE_SECONDS = 10.0
 MAX_REST_BODY_BYTES = 2**31 - 1
 
 
-def _loader(opts: ServerOptions) -> aspired_versions_manager.LoadFn:
+def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.LoadFn:
     intra, inter = opts.tensorflow_intra_op_parallelism, opts.tensorflow_inter_op_parallelism
     if opts.tensorflow_session_parallelism > 0:
         intra = inter = opts.tensorflow_session_parallelism
@@ -51,19 +57,25 @@ def _loader(opts: ServerOptions) -> aspired_versions_manager.LoadFn:
     def load(servable_id: ServableId) -> saved_model_runtime.SavedModel:
         model = saved_model_runtime.SavedModel(servable_id.path, tags=opts.tags, config=config)
         if opts.enable_model_warmup:
+            started = time.perf_counter()
             try:
-                warmup.replay(model, servable_id.path,
-                              iterations=opts.num_request_iterations_for_warmup)
-            except Exception:
+                records = warmup.replay(model, servable_id.path,
+                                        iterations=opts.num_request_iterations_for_warmup)
+            except Exception as error:
+                metrics.record_warmup(str(servable_id.path), str(error),
+                                      (time.perf_counter() - started) * 1e6, 0)
                 model.close()
                 raise
+            metrics.record_warmup(str(servable_id.path), "OK",
+                                  (time.perf_counter() - started) * 1e6, records)
         return model
 
     return load
 
 
 def _grpc_options(opts: ServerOptions) -> list[tuple[str, int | str]]:
-    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", _INT32_MAX),
+    max_receive = opts.max_request_size_bytes or _INT32_MAX
+    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", max_receive),
                                             ("grpc.max_send_message_length", _INT32_MAX)]
     for pair in filter(None, opts.grpc_channel_arguments.split(",")):
         key, _, value = pair.partition("=")
@@ -82,13 +94,16 @@ class _EmbeddedUvicorn(uvicorn.Server):
 async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> None:
     """Load the configured models, serve until `stop` is set, then shut down gracefully."""
     stop = stop or asyncio.Event()
+    observability = Observability.from_options(opts)
     request_pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
                                       thread_name_prefix="berth-run")
     load_pool = ThreadPoolExecutor(max_workers=max(2, opts.num_load_threads),
                                    thread_name_prefix="berth-load")
     manager = aspired_versions_manager.AspiredVersionsManager(
-        _loader(opts), load_pool, max_load_retries=opts.max_num_load_retries,
-        load_retry_interval_seconds=opts.load_retry_interval_micros / 1e6)
+        _loader(opts, observability.metrics), load_pool,
+        max_load_retries=opts.max_num_load_retries,
+        load_retry_interval_seconds=opts.load_retry_interval_micros / 1e6,
+        on_change=observability.metrics.on_state_change)
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models)
@@ -98,17 +113,17 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
         await core.reload(model_config.from_options(opts))
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
-        runner = batching or predictor.ThreadRunner(request_pool)
+        runner = observability.wrap_runner(batching or predictor.ThreadRunner(request_pool),
+                                           max_inflight=opts.max_inflight_requests)
         the_predictor = predictor.Predictor(core, runner,
                                             check_method_names=opts.enable_signature_method_name_check)
-        grpc_server = await _start_grpc(opts, the_predictor)
-        rest_server = await _start_rest(opts, the_predictor)
+        tls_config = tls.read(opts.ssl_config_file)
+        grpc_server = await _start_grpc(opts, the_predictor, observability, tls_config)
+        rest = await _start_rest(opts, the_predictor, observability, tls_config)
         log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
         await stop.wait()
         log.info("Shutting down: finishing in-flight requests")
-        if rest_server is not None:
-            rest_server.should_exit = True
-        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+        await _drain(opts, grpc_server, rest)
     finally:
         for task in background:
             task.cancel()
@@ -117,38 +132,68 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
         await manager.close()
         request_pool.shutdown(wait=False, cancel_futures=True)
         load_pool.shutdown(wait=False, cancel_futures=True)
+        observability.close()
 
 
-async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor) -> grpc.aio.Server:
-    server = grpc.aio.server(options=_grpc_options(opts))
+async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server,
+                 rest: tuple[uvicorn.Server, asyncio.Task[None]] | None) -> None:
+    """Stop accepting on both ports; in-flight requests get the grace period to finish."""
+    grace = opts.shutdown_grace_period_seconds
+    waits = [grpc_server.stop(grace)]
+    if rest is not None:
+        rest_server, rest_task = rest
+        rest_server.should_exit = True
+        waits.append(asyncio.wait_for(asyncio.shield(rest_task), grace + 1))
+    results = await asyncio.gather(*waits, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.warning("Shutdown did not drain cleanly: %r", result)
+
+
+async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
+                      observability: Observability, tls_config: tls.TlsConfig | None,
+                      ) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
+        grpc_observe.RecordingInterceptor(observability.observer)])
     grpc_api.add_services(server, the_predictor,
                           tensor_content_outputs=opts.enable_serialization_as_tensor_content)
     if opts.enable_grpc_healthcheck_service:
         from berth_server import grpc_health
 
         await grpc_health.add_service(server)
-    if opts.port:
-        server.add_insecure_port(f"[::]:{opts.port}")
-    if opts.grpc_socket_path:
-        server.add_insecure_port(f"unix:{opts.grpc_socket_path}")
+    for address in ([f"[::]:{opts.port}"] if opts.port else []) + (
+            [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):
+        if tls_config is not None:
+            server.add_secure_port(address, tls_config.grpc_credentials())
+        else:
+            server.add_insecure_port(address)
     await server.start()
     return server
 
 
 async def _start_rest(opts: ServerOptions, the_predictor: predictor.Predictor,
-                      ) -> uvicorn.Server | None:
+                      observability: Observability, tls_config: tls.TlsConfig | None,
+                      ) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
     if not opts.rest_api_port:
         return None
     if opts.rest_api_port == opts.port:
         log.error("--rest_api_port cannot be the same as --port. Please use a different port for "
                   "HTTP/REST API. Skipped exporting HTTP/REST API.")
         return None
+    max_body = opts.max_request_size_bytes or MAX_REST_BODY_BYTES
     app = rest_api.RestApi(the_predictor, timeout_ms=opts.rest_api_timeout_in_ms,
                            enable_cors=opts.rest_api_enable_cors_support,
-                           max_body_bytes=MAX_REST_BODY_BYTES)
-    config = uvicorn.Config(app, host="0.0.0.0", port=opts.rest_api_port, http="httptools",
+                           max_body_bytes=max_body)
+    front = rest_front.RestFront(app, the_predictor.core, observability.observer,
+                                 metrics_path=observability.metrics_path, max_body_bytes=max_body,
+                                 read_length=bool(opts.max_request_size_bytes
+                                                  or opts.access_log_file))
+    ssl_kwargs = tls_config.uvicorn_kwargs() if tls_config and opts.rest_api_enable_ssl else {}
+    config = uvicorn.Config(front, host="0.0.0.0", port=opts.rest_api_port, http="httptools",
                             lifespan="off", access_log=False, log_level="warning",
-                            interface="asgi3")
+                            interface="asgi3", timeout_graceful_shutdown=int(
+                                opts.shutdown_grace_period_seconds) or None,
+                            **ssl_kwargs)  # type: ignore[arg-type]
     server = _EmbeddedUvicorn(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started:
@@ -156,7 +201,7 @@ async def _start_rest(opts: ServerOptions, the_predictor: predictor.Predictor,
             task.result()
             raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
         await asyncio.sleep(0.01)
-    return server
+    return server, task
 
 
 async def _poll_config_file(core: server_core.ServerCore, opts: ServerOptions) -> None:
@@ -172,9 +217,7 @@ async def _poll_config_file(core: server_core.ServerCore, opts: ServerOptions) -
 
 def run(opts: ServerOptions) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit status."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d %(levelname).1s %(name)s] %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    log_format.configure(opts.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,0 +1,70 @@
+"""A grpc.aio interceptor that records PredictionService calls as TF Serving does.
+
+TF Serving counts every gRPC Predict, Classify and Regress call in `request_count{model_name,
+status}` and times the successful ones in `request_latency{...,entrypoint="GRPC"}`; the same
+calls go to the access log. Other methods pass through untouched. The record is opened in the
+RPC's own context, so the layers below (`request_record.note_*`) fill in version and signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from berth_server import errors, request_record
+from berth_server.request_observer import RequestObserver
+
+_SERVICE = "/tensorflow.serving.PredictionService/"
+RECORDED_METHODS = frozenset(("Predict", "Classify", "Regress"))
+
+
+class RecordingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, observer: RequestObserver) -> None:
+        self._observer = observer
+
+    async def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails],
+                                         Awaitable[grpc.RpcMethodHandler]],
+            handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if (handler is None or not method.startswith(_SERVICE) or handler.unary_unary is None
+                or method[len(_SERVICE):] not in RECORDED_METHODS):
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._recorded(method[len(_SERVICE):], handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+    def _recorded(self, api: str, behavior: Callable[..., Awaitable[Any]],
+                  ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        observer = self._observer
+
+        async def recorded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            record = request_record.begin("GRPC")
+            record.api, record.model_name = api, request.model_spec.name
+            record.request_bytes = request.ByteSize()
+            try:
+                response = await behavior(request, context)
+                record.response_bytes = response.ByteSize()
+                return response
+            except asyncio.CancelledError:
+                record.code = errors.Code.CANCELLED
+                raise
+            except BaseException:
+                record.code = _code_of(context)
+                raise
+            finally:
+                observer.finish(record)
+
+        return recorded
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> errors.Code:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+        return errors.Code[code.name]
+    return errors.Code.UNKNOWN

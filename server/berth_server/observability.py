@@ -1,0 +1,48 @@
+"""The server's observability parts, built from its options in one place.
+
+Metrics always record (a few microseconds per request); `--monitoring_config_file` only decides
+whether the REST port exposes them. The access log is opened only with `--access_log_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from berth_server import admission, monitoring_config, runtime_metrics
+from berth_server.access_log import AccessLog
+from berth_server.metrics import Metrics
+from berth_server.options import ServerOptions
+from berth_server.predictor import Runner
+from berth_server.request_observer import RequestObserver
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Observability:
+    metrics: Metrics
+    observer: RequestObserver
+    metrics_path: str | None
+    access_log: AccessLog | None
+
+    @classmethod
+    def from_options(cls, opts: ServerOptions) -> Observability:
+        path = monitoring_config.metrics_path(opts.monitoring_config_file)
+        if path and not opts.rest_api_port:
+            log.warning("Prometheus metrics are enabled but --rest_api_port is not set; "
+                        "they are served on the REST port only")
+        access_log = (AccessLog(opts.access_log_file,
+                                sampling_rate=opts.access_log_sampling_rate)
+                      if opts.access_log_file else None)
+        metrics = Metrics()
+        return cls(metrics, RequestObserver(metrics, access_log), path, access_log)
+
+    def wrap_runner(self, runner: Runner, *, max_inflight: int) -> Runner:
+        """Admission first (a refused request costs nothing), then runtime timing."""
+        timed = runtime_metrics.RuntimeMetricsRunner(runner, self.metrics)
+        return admission.AdmissionRunner(timed, self.metrics, max_inflight=max_inflight)
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.close()

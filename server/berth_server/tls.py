@@ -1,0 +1,76 @@
+"""`--ssl_config_file`: TF Serving's SSLConfig text proto → gRPC and REST server credentials.
+
+SSLConfig holds PEM *contents* (not paths): `server_key`, `server_cert`, `custom_ca` and
+`client_verify` (require and check client certificates against `custom_ca`). gRPC uses it as
+TF Serving does. REST (and so the metrics and health routes) uses it only with
+`--rest_api_enable_ssl`, because TF Serving's REST port is plain HTTP and clients of a drop-in
+replacement must not break; uvicorn needs files, so the PEMs are written to a private temporary
+directory that lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+import tempfile
+
+import grpc
+from google.protobuf import text_format
+
+from berth_server import errors
+from berth_server.protos import ssl_pb2
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsConfig:
+    server_key: str
+    server_cert: str
+    custom_ca: str
+    client_verify: bool
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.server_key.encode(), self.server_cert.encode())],
+            root_certificates=self.custom_ca.encode() or None,
+            require_client_auth=self.client_verify)
+
+    def uvicorn_kwargs(self) -> dict[str, object]:
+        """ssl_* arguments for `uvicorn.Config`, with the PEMs written to 0600 files."""
+        directory = tempfile.mkdtemp(prefix="berth-tls-")
+        key = _write(directory, "server.key", self.server_key)
+        kwargs: dict[str, object] = {"ssl_keyfile": key,
+                                     "ssl_certfile": _write(directory, "server.crt",
+                                                            self.server_cert)}
+        if self.custom_ca:
+            kwargs["ssl_ca_certs"] = _write(directory, "ca.crt", self.custom_ca)
+        if self.client_verify:
+            kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        return kwargs
+
+
+def read(config_file: str) -> TlsConfig | None:
+    if not config_file:
+        return None
+    try:
+        with open(config_file) as handle:
+            config = text_format.Parse(handle.read(), ssl_pb2.SSLConfig())
+    except OSError as error:
+        raise errors.invalid_argument(f"Could not read {config_file}: {error}") from None
+    except text_format.ParseError as error:
+        raise errors.invalid_argument(
+            f"Error parsing text-format tensorflow.serving.SSLConfig: {error}") from None
+    if not config.server_key or not config.server_cert:
+        raise errors.invalid_argument("SSLConfig needs both server_key and server_cert")
+    if config.client_verify and not config.custom_ca:
+        raise errors.invalid_argument("SSLConfig client_verify needs custom_ca")
+    return TlsConfig(config.server_key, config.server_cert, config.custom_ca,
+                     config.client_verify)
+
+
+def _write(directory: str, name: str, text: str) -> str:
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path

@@ -90,10 +90,14 @@ class AspiredVersionsManager:
         model.aspired = dict(aspired)
         for version, path in aspired.items():
             harness = model.versions.get(version)
-            if harness is not None and harness.state == State.END and harness.error is not None:
-                if self._fingerprint(path) != harness.fingerprint:
-                    log.info("Version %d of %s changed on disk; loading it again", version, name)
-                    del model.versions[version]
+            if harness is None or harness.state != State.END:
+                continue
+            if harness.error is None or harness.error.code == errors.Code.CANCELLED:
+                log.info("Version %d of %s is aspired again; loading it", version, name)
+                del model.versions[version]  # unloaded earlier, not failed: load it afresh
+            elif self._fingerprint(path) != harness.fingerprint:
+                log.info("Version %d of %s changed on disk; loading it again", version, name)
+                del model.versions[version]
         self._reconcile(name)
 
     def forget_model(self, name: str) -> None:

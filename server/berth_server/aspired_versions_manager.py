@@ -151,13 +151,18 @@ class AspiredVersionsManager:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    async def wait_settled(self, names: list[str]) -> dict[str, errors.ServingError]:
+    async def wait_settled(self, names: list[str], *, every_version: bool = False,
+                           ) -> dict[str, errors.ServingError]:
         """Wait until each model has an AVAILABLE version or all its aspired loads ended.
+
+        With `every_version`, wait for every aspired version to be AVAILABLE or END (labels
+        given at startup may name a lower version than the first one to load).
 
         Returns the models that did not become available, with their last load error.
         """
         async with self._changed:
-            await self._changed.wait_for(lambda: all(self._settled(n) for n in names))
+            await self._changed.wait_for(
+                lambda: all(self._settled(n, every_version) for n in names))
         failed = {}
         for name in names:
             if not self.available_versions(name):
@@ -166,13 +171,14 @@ class AspiredVersionsManager:
                 failed[name] = error or errors.ServingError(errors.Code.UNKNOWN, "not loaded")
         return failed
 
-    def _settled(self, name: str) -> bool:
+    def _settled(self, name: str, every_version: bool = False) -> bool:
         model = self._models.get(name)
         if model is None or not model.aspired:
             return False
-        if self.available_versions(name):
+        if self.available_versions(name) and not every_version:
             return True
-        return all(model.versions.get(v) is not None and model.versions[v].state == State.END
+        done = (State.AVAILABLE, State.END) if every_version else (State.END,)
+        return all(model.versions.get(v) is not None and model.versions[v].state in done
                    for v in model.aspired)
 
     async def _notify(self, harness: _Harness, state: State) -> None:

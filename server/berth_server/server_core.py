@@ -64,7 +64,9 @@ class ServerCore:
             if not first:
                 self._apply_labels(models)
             await self.poll_once()
-            failed = await self.manager.wait_settled(new_names if not first else list(models))
+            labelled = first and any(m.version_labels for m in models.values())
+            failed = await self.manager.wait_settled(new_names if not first else list(models),
+                                                     every_version=labelled)
             if failed:
                 details = ", ".join(f"{{{n}: {e.message}}}" for n, e in sorted(failed.items()))
                 raise errors.ServingError(

@@ -8,7 +8,7 @@ MODELS := build/models
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 
-.PHONY: serve demo test lint protos protos-check k8s-bins bench clean
+.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins chart-crds cluster bench clean
 
 $(STAMP): pyproject.toml
 	@echo ">> creating virtualenv $(VENV) and installing berth[server,operator,dev]"
@@ -44,11 +44,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check server operator tests examples bench
 	$(BIN)/mypy
 
+lint-docker: $(STAMP)
+	@echo ">> hadolint Dockerfile.server Dockerfile.operator"
+	$(BIN)/hadolint Dockerfile.server Dockerfile.operator
+
+# The chart carries a copy of the CRD (Helm reads no file outside the chart); tests/deploy fails on drift.
+chart-crds:
+	cp deploy/crds/modeldeployments.serving.berth.dev.yaml deploy/helm/berth/files/crds/
+
+# A local control plane (as in the tests) with the chart installed, the operator running and an
+# example applied; prints the kubectl commands to try and stays in the foreground until Ctrl-C.
+cluster: $(STAMP) k8s-bins
+	PYTHONPATH=tests $(BIN)/python tools/dev_cluster.py
+
 k8s-bins:
 	@echo ">> control-plane, kubectl and helm binaries (built once, cached under ~/.cache/berth)"
 	tools/build-k8s-bins.sh
 
-test: $(STAMP) lint protos-check k8s-bins
+test: $(STAMP) lint lint-docker protos-check k8s-bins
 	@echo ">> pytest"
 	$(BIN)/pytest -q -ra
 

@@ -1,0 +1,187 @@
+"""Prometheus metrics: TF Serving's names, labels and text format, and numbers that move."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+import tensorflow as tf
+from server_http import get, post
+from tensorflow_serving.apis import predict_pb2
+
+from berth_server import metrics, metrics_text, request_observer, request_record, rest_front
+
+if TYPE_CHECKING:
+    from conftest import ServerProcess
+
+METRICS_PATH = "/monitoring/prometheus/metrics"
+_SAMPLE = re.compile(r'^(?P<name>[:a-zA-Z_][:a-zA-Z0-9_]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, exported_models: Path,
+           start_module_server: Callable[..., ServerProcess]) -> ServerProcess:
+    config = tmp_path_factory.mktemp("monitoring") / "monitoring.config"
+    config.write_text(f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n')
+    return start_module_server(f"--model_config_file={exported_models / 'models.config'}",
+                               f"--monitoring_config_file={config}")
+
+
+def scrape(server: ServerProcess) -> dict[str, list[tuple[dict[str, str], str]]]:
+    """Samples by name, each with its labels and value text."""
+    reply = get(server.rest_port, METRICS_PATH)
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    samples: dict[str, list[tuple[dict[str, str], str]]] = {}
+    for line in reply.body.decode().splitlines():
+        assert not line.startswith("# HELP"), line
+        if line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, line
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"] or ""))
+        samples.setdefault(match["name"], []).append((labels, match["value"]))
+    return samples
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], str]]], name: str,
+          **labels: str) -> float:
+    for sample_labels, text in samples.get(name, []):
+        if all(sample_labels.get(k) == v for k, v in labels.items()):
+            return float(text)
+    return 0.0
+
+
+def grpc_predict(server: ServerProcess, model: str) -> None:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
+    server.predict.Predict(request, timeout=30)
+
+
+def test_request_count_and_latency_move_for_rest_and_grpc(server: ServerProcess) -> None:
+    before = scrape(server)
+    for _ in range(3):
+        assert post(server.rest_port, "/v1/models/half_plus_two:predict",
+                    {"instances": [1.0]}).status == 200
+    grpc_predict(server, "half_plus_two")
+    assert get(server.rest_port, "/v1/models/half_plus_two").status == 200
+    after = scrape(server)
+    count = ":tensorflow:serving:request_count"
+    assert value(after, count, model_name="half_plus_two", status="OK") - \
+        value(before, count, model_name="half_plus_two", status="OK") == 5
+    latency = ":tensorflow:serving:request_latency_count"
+    assert value(after, latency, model_name="half_plus_two", API="predict",
+                 entrypoint="REST") - value(before, latency, model_name="half_plus_two",
+                                            API="predict", entrypoint="REST") == 3
+    assert value(after, latency, model_name="half_plus_two", API="Predict",
+                 entrypoint="GRPC") >= 1
+    assert value(after, latency, model_name="half_plus_two", API="", entrypoint="REST") >= 1
+    assert value(after, ":tensorflow:serving:runtime_latency_count", model_name="half_plus_two",
+                 API="Predict", runtime="TF1") >= 4
+
+
+def test_failed_requests_are_counted_by_status_but_not_timed(server: ServerProcess) -> None:
+    assert post(server.rest_port, "/v1/models/missing:predict", {"instances": [1]}).status == 404
+    with pytest.raises(grpc.RpcError):
+        grpc_predict(server, "missing")
+    samples = scrape(server)
+    assert value(samples, ":tensorflow:serving:request_count", model_name="missing",
+                 status="NOT_FOUND") == 2
+    assert value(samples, ":tensorflow:serving:request_latency_count", model_name="missing") == 0
+
+
+def test_latency_histogram_has_tf_servings_buckets(server: ServerProcess) -> None:
+    post(server.rest_port, "/v1/models/half_plus_two:predict", {"instances": [1.0]})
+    text = get(server.rest_port, METRICS_PATH).body.decode()
+    assert "# TYPE :tensorflow:serving:request_latency histogram" in text
+    assert "# TYPE :tensorflow:serving:request_count counter" in text
+    bounds = re.findall(r':tensorflow:serving:request_latency_bucket\{model_name="half_plus_two",'
+                        r'API="predict",entrypoint="REST",le="([^"]+)"\}', text)
+    assert bounds[:4] == ["10", "18", "32.4", "58.32"]
+    assert len(bounds) == 34 and bounds[-1] == "+Inf"
+    assert ":tensorflow:serving:request_count_total" not in text
+    assert "_created" not in text
+
+
+def test_model_life_cycle_metrics(server: ServerProcess) -> None:
+    samples = scrape(server)
+    assert value(samples, ":berth:serving:model_version_state", model_name="two_versions",
+                 version="124") == 30
+    assert value(samples, ":berth:serving:model_load_latency_count", model_name="half_plus_two",
+                 status="OK") == 1
+    assert ":tensorflow:serving:model_warmup_latency_count" in samples
+    assert value(samples, ":berth:serving:queue_depth", model_name="half_plus_two") == 0
+    for name in ("wrapped_run_count", "input_batch_size_count"):
+        assert f":tensorflow:serving:batching_session:{name}" in samples
+
+
+def test_metrics_are_off_without_a_monitoring_config(exported_models: Path,
+                                                     start_server: Callable[..., Any]) -> None:
+    plain = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
+                         "--model_name=half_plus_two")
+    assert get(plain.rest_port, METRICS_PATH).status == 404
+
+
+def test_a_custom_metrics_path_is_served(tmp_path: Path, exported_models: Path,
+                                         start_server: Callable[..., Any]) -> None:
+    config = tmp_path / "monitoring.config"
+    config.write_text('prometheus_config { enable: true, path: "/custom/metrics" }')
+    custom = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
+                          f"--monitoring_config_file={config}")
+    assert get(custom.rest_port, "/custom/metrics").status == 200
+    assert get(custom.rest_port, METRICS_PATH).status == 404
+
+
+def test_exposition_escapes_label_values_and_formats_bounds() -> None:
+    registry = metrics.Metrics()
+    registry.record_request('we"ird\\name', "OK", "predict", "REST", 2e9)
+    text = metrics_text.render(registry.registry).decode()
+    assert ':tensorflow:serving:request_count{model_name="we\\"ird\\\\name",status="OK"} 1' in text
+    assert 'le="1.47476e+09"} 0' in text
+    assert 'le="+Inf"} 1' in text
+
+
+def test_recording_a_rest_request_costs_a_few_microseconds() -> None:
+    """The front door's per-request work (record, metrics) against a constant ASGI app."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        request_record.note_route("m", "predict")
+        request_record.note_response(200, 2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        return None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    class Core:
+        model_names: list[str] = []
+
+    observer = request_observer.RequestObserver(metrics.Metrics(), None)
+    front = rest_front.RestFront(app, Core(), observer,  # type: ignore[arg-type]
+                                 metrics_path=None, max_body_bytes=1 << 30, read_length=False)
+    scope = {"type": "http", "method": "POST", "path": "/v1/models/m:predict", "headers": []}
+
+    async def per_call_micros(target: Any, n: int = 20_000) -> float:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(n):
+                await target(scope, receive, send)
+            best = min(best, (time.perf_counter() - started) / n * 1e6)
+        return best
+
+    async def measure() -> float:
+        return await per_call_micros(front) - await per_call_micros(app)
+
+    overhead = asyncio.run(measure())
+    assert overhead < 25, f"{overhead:.1f} µs per request"  # ~2 µs measured; loose for CI noise

@@ -16,9 +16,8 @@ def control_plane(
 
     Skips (with the fix in the reason) when the binaries are not built; `make test` builds them.
     """
-    bin_dir = kube_control_plane.default_bin_dir()
-    if missing := kube_control_plane.missing_binaries(bin_dir):
-        pytest.skip(f"no {', '.join(missing)} in {bin_dir}: run `make k8s-bins`")
+    if missing := kube_control_plane.missing_artifacts(kube_control_plane.default_bin_dir()):
+        pytest.skip(f"missing {', '.join(missing)}: run `make k8s-bins`")
     plane = kube_control_plane.start(work_dir=tmp_path_factory.mktemp("control-plane"))
     try:
         yield plane

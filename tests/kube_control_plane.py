@@ -39,6 +39,8 @@ except ModuleNotFoundError:  # `python -m tests.kube_control_plane` from the rep
     from tests import kube_pki  # type: ignore[no-redef]
 
 CACHE_DIR = pathlib.Path(os.environ.get("BERTH_CACHE", pathlib.Path.home() / ".cache" / "berth"))
+CRD_DIR = CACHE_DIR / "crds"
+KWOK_STAGES = CACHE_DIR / "config" / "kwok-stages.yaml"
 BINARIES = (
     "etcd",
     "kube-apiserver",
@@ -160,9 +162,15 @@ def default_bin_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("BERTH_K8S_BIN_DIR", CACHE_DIR / "bin"))
 
 
-def missing_binaries(bin_dir: pathlib.Path) -> list[str]:
-    """Names of the binaries `start` needs that `bin_dir` lacks (run `make k8s-bins`)."""
-    return [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
+def missing_artifacts(bin_dir: pathlib.Path, crd_dir: pathlib.Path | None = None) -> list[str]:
+    """What `start` needs from `make k8s-bins` that is not there: binaries, kwok stages, CRDs."""
+    missing = [str(bin_dir / b) for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+    if not KWOK_STAGES.is_file():
+        missing.append(str(KWOK_STAGES))
+    crd_dir = crd_dir or CRD_DIR
+    if not any(crd_dir.glob("*.yaml")):
+        missing.append(f"{crd_dir}/*.yaml")
+    return missing
 
 
 def start(
@@ -172,9 +180,9 @@ def start(
     crd_dir: pathlib.Path | None = None,
 ) -> ControlPlane:
     """Start every component, wait until fake nodes are Ready and the CRDs are established."""
-    bin_dir = bin_dir or default_bin_dir()
-    if missing := missing_binaries(bin_dir):
-        raise ControlPlaneError(f"missing {', '.join(missing)} in {bin_dir}: run make k8s-bins")
+    bin_dir, crd_dir = bin_dir or default_bin_dir(), crd_dir or CRD_DIR
+    if missing := missing_artifacts(bin_dir, crd_dir):
+        raise ControlPlaneError(f"missing {', '.join(missing)}: run `make k8s-bins`")
     work_dir = work_dir or pathlib.Path(tempfile.mkdtemp(prefix="berth-control-plane-"))
     (work_dir / "logs").mkdir(parents=True, exist_ok=True)
     pki = kube_pki.write_pki(work_dir / "pki", service_ip=SERVICE_IP)
@@ -188,7 +196,7 @@ def start(
         env=_client_env(bin_dir, kubeconfig, work_dir),
     )
     try:
-        _boot(plane, pki, api_port, crd_dir or CACHE_DIR / "crds")
+        _boot(plane, pki, api_port, crd_dir)
     except BaseException as error:
         tails = plane.log_tails()
         plane.stop()
@@ -206,11 +214,9 @@ def _boot(plane: ControlPlane, pki: kube_pki.Pki, api_port: int, crd_dir: pathli
     _start(plane, "kube-scheduler", _scheduler_args(plane))
     _start(plane, "kwok", _kwok_args(plane))
     plane.kubectl("apply", "--server-side", "-f", "-", input=_fake_nodes_manifest())
-    crd_files = sorted(crd_dir.glob("*.yaml"))
-    for crd_file in crd_files:
+    for crd_file in sorted(crd_dir.glob("*.yaml")):
         plane.kubectl("apply", "--server-side", "-f", str(crd_file))
-    if crd_files:
-        plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     plane.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     plane.create_namespace("warmup")  # proves the controller manager runs; also warms caches
 
@@ -326,10 +332,9 @@ def _component_client_args(plane: ControlPlane) -> list[str]:
 
 
 def _kwok_args(plane: ControlPlane) -> list[str]:
-    stages = CACHE_DIR / "config" / "kwok-stages.yaml"
     return [
         f"--kubeconfig={plane.kubeconfig}",
-        f"--config={stages}",
+        f"--config={KWOK_STAGES}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-ip=10.0.1.1",

@@ -1,0 +1,230 @@
+"""The chart in the loopback control plane: install, upgrade, uninstall, and its RBAC proven by
+running the operator as the chart's ServiceAccount through a ModelDeployment's life."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import helm_harness
+import pytest
+from helm_harness import CHART, CRD_NAME, CRD_SOURCE, OperatorProcess, can_i, helm, wait_for
+from kube_control_plane import ControlPlane
+
+
+@pytest.fixture(scope="session")
+def berth_crd(control_plane: ControlPlane) -> ControlPlane:
+    """The ModelDeployment CRD, there whichever test runs first (releases below leave it alone)."""
+    control_plane.kubectl("apply", "--server-side", "-f", str(CRD_SOURCE))
+    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    return control_plane
+
+
+def install(
+    plane: ControlPlane, release: str, namespace: str, values: dict[str, Any], *verb: str
+) -> None:
+    helm(
+        *(verb or ("install",)),
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--wait",
+        "--timeout=120s",
+        *helm_harness.set_args(values),
+        env=plane.env,
+    )
+
+
+def model_deployment(name: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "serving.berth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "name": "half_plus_two",
+                "storage": {"hostPath": {"path": "/srv/models/hpt"}},
+            },
+            "stable": {"version": 1},
+            "replicas": 1,
+            **spec,
+        },
+    }
+    return json.dumps(body)
+
+
+@pytest.fixture
+def release_namespace(berth_crd: ControlPlane) -> Iterator[str]:
+    name = berth_crd.create_namespace("berth")
+    yield name
+    berth_crd.delete_namespace(name)
+
+
+def test_install_upgrade_and_uninstall_keep_the_crd_and_users_objects(
+    berth_crd: ControlPlane, release_namespace: str
+) -> None:
+    plane, ns = berth_crd, release_namespace
+    helm_harness.adopt_crd(plane, "lifecycle", ns)
+    install(plane, "lifecycle", ns, {})
+    deployment = plane.kubectl_json("get", "deployment", "lifecycle-berth", "-n", ns)
+    assert deployment["status"]["readyReplicas"] == 1
+    crd = plane.kubectl_json("get", "crd", CRD_NAME)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "lifecycle"
+    plane.kubectl("apply", "-n", ns, "-f", "-", input=model_deployment("survivor"))
+
+    # Upgrade with changed values: HA through peering replaces the Deployment by a StatefulSet.
+    install(
+        plane,
+        "lifecycle",
+        ns,
+        {"peering": {"enabled": True, "replicas": 2}, "operator": {"resyncSeconds": 5}},
+        "upgrade",
+    )
+    pods = plane.kubectl_json(
+        "get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance=lifecycle"
+    )["items"]
+    assert sorted(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"] for p in pods) == [
+        "0",
+        "1",
+    ]
+    assert plane.kubectl_json("get", "clusterkopfpeering", "berth-operator")
+    statefulset = plane.kubectl_json("get", "statefulset", "lifecycle-berth", "-n", ns)
+    assert "--resync-seconds=5" in statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        plane.kubectl("get", "deployment", "lifecycle-berth", "-n", ns, check=False).returncode != 0
+    )
+    history = json.loads(helm("history", "lifecycle", "-n", ns, "-o", "json", env=plane.env).stdout)
+    assert [h["status"] for h in history] == ["superseded", "deployed"]
+
+    helm("uninstall", "lifecycle", "-n", ns, "--wait", env=plane.env)
+    assert plane.kubectl_json("get", "crd", CRD_NAME), "the CRD must outlive the release"
+    assert plane.kubectl_json("get", "md", "survivor", "-n", ns), "users' objects must survive"
+    assert plane.kubectl("get", "clusterrole", "lifecycle-berth-framework", check=False).returncode
+
+
+def test_install_refuses_values_the_schema_forbids(
+    berth_crd: ControlPlane, release_namespace: str
+) -> None:
+    result = helm(
+        "install",
+        "typo",
+        str(CHART),
+        "--namespace",
+        release_namespace,
+        "--set",
+        "watch.allNamespace=false",
+        env=berth_crd.env,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "additional properties 'allNamespace' not allowed" in result.stderr.replace('"', "'")
+    assert not json.loads(
+        helm("list", "-n", release_namespace, "-o", "json", env=berth_crd.env).stdout
+    )
+
+
+def run_scenario(plane: ControlPlane, namespace: str, operator: OperatorProcess) -> None:
+    """Create → Ready, a canary at 30 %, its rollback, then deletion: every write the operator
+    makes (apply, delete, status) and every watch it keeps."""
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=model_deployment("iris"))
+    helm_harness.wait_ready(plane, namespace, "iris")
+    plane.kubectl(
+        "patch", "md", "iris", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"canary": {"version": 2, "weight": 30}}}),
+    )  # fmt: skip
+
+    def weights() -> dict[str, int] | None:
+        route = plane.kubectl_json("get", "httproute", "iris-http", "-n", namespace)
+        found = {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
+        return found if found == {"iris-stable": 70, "iris-canary": 30} else None
+
+    wait_for(weights, timeout=60, what="a 70/30 split")
+    plane.kubectl(
+        "patch", "md", "iris", "-n", namespace, "--type=json",
+        "-p", json.dumps([{"op": "remove", "path": "/spec/canary"}]),
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            plane.kubectl(
+                "get", "deployment", "iris-canary", "-n", namespace, check=False
+            ).returncode
+        ),
+        timeout=60,
+        what="the canary Deployment deleted by the operator",
+    )
+    assert not operator.refusals(), "\n".join(operator.refusals())
+
+
+def assert_refused(plane: ControlPlane, user: str, namespace: str) -> None:
+    """What the operator never does is refused: it cannot read secrets, run pods, widen its own
+    rights, get or update objects it only applies, or delete the users' resources."""
+    ns = ("-n", namespace)
+    for verb, resource in [
+        ("get", "secrets"),
+        ("create", "pods"),
+        ("get", "deployments"),
+        ("update", "deployments"),
+        ("delete", "modeldeployments"),
+        ("create", "modeldeployments"),
+        ("deletecollection", "services"),
+        ("create", "rolebindings"),
+    ]:
+        assert not can_i(plane, user, verb, resource, *ns), f"{user} may {verb} {resource}"
+    for verb, resource in [("create", "clusterroles"), ("patch", "customresourcedefinitions")]:
+        assert not can_i(plane, user, verb, resource), f"{user} may {verb} {resource}"
+
+
+def test_namespaced_rbac_is_enough_for_the_operator_and_refuses_the_rest(
+    berth_crd: ControlPlane, release_namespace: str, tmp_path: pathlib.Path
+) -> None:
+    plane, ns = berth_crd, release_namespace
+    install(plane, "scoped", ns, {"crds": {"enabled": False}, "watch": {"allNamespaces": False}})
+    user = f"system:serviceaccount:{ns}:scoped-berth"
+    kubeconfig = helm_harness.service_account_kubeconfig(
+        plane, ns, "scoped-berth", tmp_path / "sa.kubeconfig"
+    )
+    with OperatorProcess(
+        ["--namespace", ns, "--resync-seconds=1"],
+        kubeconfig=kubeconfig,
+        log_path=tmp_path / "operator.log",
+    ) as operator:
+        run_scenario(plane, ns, operator)
+    assert_refused(plane, user, ns)
+    other = plane.create_namespace("elsewhere")
+    try:
+        for verb, resource in [("list", "modeldeployments"), ("patch", "deployments")]:
+            assert can_i(plane, user, verb, resource, "-n", ns)
+            assert not can_i(plane, user, verb, resource, "-n", other), "outside its namespace"
+        forbidden = plane.kubectl(
+            f"--kubeconfig={kubeconfig}", "get", "secrets", "-n", ns, check=False
+        )
+        assert forbidden.returncode != 0 and "Forbidden" in forbidden.stderr
+    finally:
+        plane.delete_namespace(other)
+
+
+def test_cluster_wide_rbac_is_enough_for_the_operator_and_refuses_the_rest(
+    berth_crd: ControlPlane, release_namespace: str, tmp_path: pathlib.Path
+) -> None:
+    plane, ns = berth_crd, release_namespace
+    install(plane, "wide", ns, {"crds": {"enabled": False}})
+    user = f"system:serviceaccount:{ns}:wide-berth"
+    kubeconfig = helm_harness.service_account_kubeconfig(
+        plane, ns, "wide-berth", tmp_path / "sa.kubeconfig"
+    )
+    models = plane.create_namespace("models")
+    try:
+        with OperatorProcess(
+            ["--all-namespaces", "--resync-seconds=1"],
+            kubeconfig=kubeconfig,
+            log_path=tmp_path / "operator.log",
+        ) as operator:
+            run_scenario(plane, models, operator)
+        assert_refused(plane, user, models)
+        assert not can_i(plane, user, "list", "namespaces"), "kopf needs no namespace list with -A"
+    finally:
+        plane.delete_namespace(models)

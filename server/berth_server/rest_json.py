@@ -117,7 +117,11 @@ def format_error(doc: Any, message: str) -> errors.ServingError:
 
 def encode_error(message: str) -> bytes:
     """The REST error body. TF Serving pretty-prints it; the JSON value is the same."""
-    return orjson.dumps({"error": message})
+    try:
+        return orjson.dumps({"error": message})
+    except TypeError:  # it quotes body bytes that are not UTF-8 (kept as lone surrogates)
+        printable = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in message)
+        return orjson.dumps({"error": printable})
 
 
 def dumps(value: Any) -> bytes:

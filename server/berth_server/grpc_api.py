@@ -61,9 +61,27 @@ def _version_spec(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _timeout_ms(context: grpc.aio.ServicerContext) -> int:
+def remaining_ms(context: grpc.aio.ServicerContext) -> int:
+    """What is left of the call's deadline, in ms; 0 when it has none."""
     remaining = context.time_remaining()
     return max(1, int(remaining * 1000)) if remaining is not None else 0
+
+
+async def predict(predictor: Predictor, request: predict_pb2.PredictRequest, timeout_ms: int, *,
+                  tensor_content_outputs: bool) -> predict_pb2.PredictResponse:
+    """Predict on a decoded PredictRequest; shared by unary Predict and the streaming RPC."""
+    spec = request.model_spec
+    with predictor.lease(spec.name, *_version_spec(spec)) as lease:
+        inputs = {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()}
+        plan = inference.plan_predict(predictor.signatures(lease), spec.signature_name,
+                                      inputs, list(request.output_filter))
+        outputs = await predictor.run(lease, plan, timeout_ms)
+        response = predict_pb2.PredictResponse(
+            model_spec=_response_spec(lease, plan.signature_name))
+    for alias, value in outputs.items():
+        response.outputs[alias].CopyFrom(
+            tensor_protos.to_proto(value, as_tensor_content=tensor_content_outputs))
+    return response
 
 
 def _response_spec(lease: Lease, signature_name: str) -> model_pb2.ModelSpec:
@@ -80,18 +98,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_abort
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
-        spec = request.model_spec
-        with self._predictor.lease(spec.name, *_version_spec(spec)) as lease:
-            inputs = {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()}
-            plan = inference.plan_predict(self._predictor.signatures(lease), spec.signature_name,
-                                          inputs, list(request.output_filter))
-            outputs = await self._predictor.run(lease, plan, _timeout_ms(context))
-            response = predict_pb2.PredictResponse(
-                model_spec=_response_spec(lease, plan.signature_name))
-        for alias, value in outputs.items():
-            response.outputs[alias].CopyFrom(
-                tensor_protos.to_proto(value, as_tensor_content=self._tensor_content))
-        return response
+        return await predict(self._predictor, request, remaining_ms(context),
+                             tensor_content_outputs=self._tensor_content)
 
     @_abort
     async def Classify(self, request: classification_pb2.ClassificationRequest,
@@ -120,7 +128,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         examples = example_inputs.serialized_examples(request_input)
         plan = inference.plan_classify(self._predictor.signatures(lease), signature_name, examples,
                                        check_method=self._predictor.check_method_names)
-        outputs = await self._predictor.run(lease, plan, _timeout_ms(context))
+        outputs = await self._predictor.run(lease, plan, remaining_ms(context))
         return classification_pb2.ClassificationResult(classifications=[
             classification_pb2.Classifications(classes=[
                 classification_pb2.Class(label=label, score=score) for label, score in row])
@@ -131,7 +139,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         examples = example_inputs.serialized_examples(request_input)
         plan = inference.plan_regress(self._predictor.signatures(lease), signature_name, examples,
                                       check_method=self._predictor.check_method_names)
-        outputs = await self._predictor.run(lease, plan, _timeout_ms(context))
+        outputs = await self._predictor.run(lease, plan, remaining_ms(context))
         return regression_pb2.RegressionResult(regressions=[
             regression_pb2.Regression(value=v)
             for v in inference.regress_result(outputs, len(examples))])

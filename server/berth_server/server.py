@@ -26,6 +26,7 @@ from berth_server import (
     errors,
     grpc_api,
     grpc_observe,
+    grpc_stream,
     log_format,
     model_config,
     predictor,
@@ -157,6 +158,8 @@ async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
         grpc_observe.RecordingInterceptor(observability.observer)])
     grpc_api.add_services(server, the_predictor,
                           tensor_content_outputs=opts.enable_serialization_as_tensor_content)
+    grpc_stream.add_service(server, the_predictor,
+                            tensor_content_outputs=opts.enable_serialization_as_tensor_content)
     if opts.enable_grpc_healthcheck_service:
         from berth_server import grpc_health
 

@@ -3,11 +3,13 @@ children, deletes, and ModelDeployment spec/status patches.
 
 One field manager for every apply, so fields dropped from the desired object are removed and a
 hand edit of an owned field is overwritten (force=True). Every mutating call is counted in
-`writes`, which the liveness endpoint reports: a steady operator must not increase it.
-Not thread-safe for the counter's exactness; callers run one reconcile per object at a time.
+`writes` and logged as `write N: METHOD PATH`; the liveness endpoint reports the count. A steady
+operator must not increase it. Safe to share between threads (reconciles run in a thread pool).
 """
 
 import json
+import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from berth_operator import naming
 
 Manifest = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
@@ -50,6 +53,7 @@ class Client:
     def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
         self.api = api or kubernetes.client.ApiClient()
         self.writes = 0
+        self._lock = threading.Lock()
 
     def _call(
         self,
@@ -61,7 +65,10 @@ class Client:
         query: list[tuple[str, str]] | None = None,
     ) -> Manifest:
         if method != "GET":
-            self.writes += 1
+            with self._lock:
+                self.writes += 1
+                number = self.writes
+            logger.info("write %d: %s %s", number, method, path)
         request = self.api.param_serialize(
             method,
             path,

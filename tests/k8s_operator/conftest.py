@@ -45,4 +45,23 @@ def pytest_runtest_makereport(
     process = getattr(item, "funcargs", {}).get("berth_operator")
     if report.failed and isinstance(process, operator_harness.Operator):
         report.sections.append(("operator log", process.log(120)))
+        snapshot = process.plane.kubectl(
+            "get",
+            "modeldeployments,deployments,replicasets,pods",
+            "-n",
+            process.namespace,
+            "-o",
+            "wide",
+            check=False,
+        )
+        statuses = process.plane.kubectl(
+            "get",
+            "modeldeployments",
+            "-n",
+            process.namespace,
+            "-o",
+            'jsonpath={range .items[*]}{.metadata.name}: {.status}{"\\n"}{end}',
+            check=False,
+        )
+        report.sections.append(("namespace", snapshot.stdout + snapshot.stderr + statuses.stdout))
     return report

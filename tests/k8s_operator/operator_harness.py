@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -213,6 +214,11 @@ class Operator:
     def writes(self) -> int:
         """API writes the operator made, as its liveness endpoint reports them (10 s cache)."""
         return int(self.health()["writes"])
+
+    def logged_writes(self) -> int:
+        """API writes so far, from the operator's `write N: METHOD PATH` log lines (no cache)."""
+        numbers = [int(m) for m in re.findall(r"\bwrite (\d+): ", self.log_path.read_text())]
+        return max(numbers, default=0)
 
     def log(self, lines: int = 80) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -39,10 +39,8 @@ def test_a_hand_deleted_child_is_restored(
     kubectl(
         control_plane,
         "delete",
-        "deployment",
-        "fraud-stable",
-        "configmap",
-        "fraud-config",
+        "deployment/fraud-stable",
+        "configmap/fraud-config",
         "-n",
         namespace,
     )

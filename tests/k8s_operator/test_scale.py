@@ -6,22 +6,22 @@ import json
 import time
 
 from kube_control_plane import ControlPlane
-from operator_harness import (
-    PROBE_CACHE_SECONDS,
-    Operator,
-    condition,
-    kubectl,
-    model_deployment,
-    wait_for,
-)
+from operator_harness import Operator, condition, kubectl, model_deployment, wait_for
 
 COUNT = 50
+QUIET_SECONDS = 15.0
 
 
 def _all(plane: ControlPlane, namespace: str) -> list[dict[str, object]]:
     out = kubectl(plane, "get", "md", "-n", namespace, "-o", "json").stdout
     items: list[dict[str, object]] = json.loads(out)["items"]
     return items
+
+
+def _world(plane: ControlPlane, namespace: str) -> str:
+    """resourceVersions of the Deployments: they change when pods change readiness."""
+    jsonpath = "jsonpath={range .items[*]}{.metadata.resourceVersion} {end}"
+    return kubectl(plane, "get", "deployments", "-n", namespace, "-o", jsonpath).stdout
 
 
 def test_fifty_model_deployments_become_ready_and_the_operator_then_stops_writing(
@@ -42,30 +42,27 @@ def test_fifty_model_deployments_become_ready_and_the_operator_then_stops_writin
     def all_ready() -> bool:
         mds = _all(control_plane, namespace)
         return len(mds) == COUNT and all(
-            (condition(md, "Ready") or {}).get("status") == "True"
-            for md in mds  # type: ignore[arg-type]
+            (condition(md, "Ready") or {}).get("status") == "True" for md in mds
         )
 
     wait_for(all_ready, timeout=240, every=2, what=f"{COUNT} ModelDeployments Ready")
     ready_seconds = time.monotonic() - began
 
-    def steady() -> tuple[int, dict[str, object]] | None:
-        """Writes and resourceVersions unchanged across one probe-cache period."""
-        writes = berth_operator.writes()
-        versions = {
-            md["metadata"]["name"]: md["metadata"]["resourceVersion"]  # type: ignore[index]
-            for md in _all(control_plane, namespace)
-        }
-        time.sleep(PROBE_CACHE_SECONDS + 1)
-        again = {
-            md["metadata"]["name"]: md["metadata"]["resourceVersion"]  # type: ignore[index]
-            for md in _all(control_plane, namespace)
-        }
-        return (
-            (writes, versions) if berth_operator.writes() == writes and again == versions else None
-        )
+    def quiet_window() -> int | None:
+        """The write count, if it stayed put for QUIET_SECONDS while the cluster stood still.
 
-    writes, _ = wait_for(steady, timeout=120, every=0, what="no writes for a probe period")
-    time.sleep(PROBE_CACHE_SECONDS + 1)
-    assert berth_operator.writes() == writes
+        A window in which pods changed readiness (the fake nodes can miss heartbeats on a busy
+        machine) does not count: the operator is right to report that in status.
+        """
+        writes, world = berth_operator.logged_writes(), _world(control_plane, namespace)
+        time.sleep(QUIET_SECONDS)
+        if _world(control_plane, namespace) != world:
+            return None
+        after = berth_operator.logged_writes()
+        assert after == writes, f"{after - writes} writes while nothing changed"
+        return writes
+
+    writes = wait_for(quiet_window, timeout=180, every=0, what="a quiet window")
+    assert writes <= COUNT * 10, f"{writes} writes for {COUNT} ModelDeployments"
+    assert berth_operator.writes() >= writes  # the liveness endpoint reports the same counter
     print(f"{COUNT} ModelDeployments Ready in {ready_seconds:.1f}s; {writes} writes in total")

@@ -1,0 +1,97 @@
+"""Render one run's results as markdown: targets first, then every row with its same-run ratios.
+
+Ratios are computed here, from rows of the same run only: "x ceiling" divides by the do-nothing
+server of the same transport at the same concurrency, "x peer" by the peer's REST row, and
+"x in-process" by the best in-process rows/s of the same model on the same core.
+"Server CPU wait" is the time the server was runnable while something else held its core: where
+it is high the machine was busy and the row reads low.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIB = 2**20
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    return {(r["server"], r["transport"], r["concurrency"]): r for r in rows}
+
+
+def _ratio(value: float, base: dict[str, Any] | None, field: str = "requests_per_second") -> str:
+    return f"{value / base[field]:.2f}" if base and base.get(field) else ""
+
+
+def series_table(results: dict[str, Any], model: str) -> list[str]:
+    entry = results["models"][model]
+    ceilings = _index(results.get("ceilings", []) if model == "mlp" else [])
+    ceiling_names = {"grpc": "grpc.aio do-nothing", "rest": "ASGI do-nothing"}
+    rows = (results.get("ceilings", []) if model == "mlp" else []) + entry["series"]
+    peers = _index([r for r in rows if r["server"].startswith("kserve")])
+    best = entry["inprocess"]["best"]
+    body = []
+    for r in rows:
+        rps = r["requests_per_second"]
+        ceiling = ceilings.get((ceiling_names[r["transport"]], r["transport"], r["concurrency"]))
+        peer = next((p for (_, t, c), p in peers.items()
+                     if t == r["transport"] and c == r["concurrency"]), None)
+        batching = {True: "on", False: "off", None: "-"}[r["batching"]]
+        body.append([r["server"], r["transport"], batching, str(r["concurrency"]), f"{rps:,.0f}",
+                     f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]),
+                     f"{r['loadgen_cpu_share']:.0%}", f"{r['server_cpu_share']:.0%}",
+                     f"{r['server_wait_share']:.0%}", _ratio(rps, ceiling), _ratio(rps, peer)]
+                    + ([] if model == "mlp" else [_ratio(rps, best, "rows_per_second")]))
+    # The MLP's in-process best is a batch of 1024, no yardstick for batch-1 requests.
+    return _table(["server", "transport", "batching", "clients", "req/s", "p50 ms", "p99 ms",
+                   "errors", "load-gen CPU", "server CPU", "server CPU wait", "x ceiling",
+                   "x peer"] + ([] if model == "mlp" else ["x in-process best"]), body)
+
+
+def inprocess_table(entry: dict[str, Any]) -> list[str]:
+    inproc = entry["inprocess"]
+    rows = [[str(r["batch"]), str(r["threads"]), f"{r['rows_per_second']:,.0f}"]
+            for r in inproc["rows"]]
+    lines = _table(["batch", "threads", "rows/s"], rows)
+    best = inproc["best"]
+    started = entry.get("berth_batching_off", {})
+    lines += ["",
+              f"Best: {best['rows_per_second']:,.0f} rows/s at batch {best['batch']} with "
+              f"{best['threads']} thread(s). Batch-1 call p50: {inproc['batch1_p50_ms']:.3f} ms. "
+              f"Bare process start to loaded: {inproc['bare_start_seconds']:.2f} s; "
+              f"its RSS holding the model: {inproc['rss_bytes'] / MIB:.0f} MiB.",
+              f"Berth start to AVAILABLE: {started.get('start_to_available_seconds', 0):.2f} s; "
+              f"RSS after the first requests "
+              f"{started.get('rss_bytes_after_first_requests', 0) / MIB:.0f} MiB, peak "
+              f"{started.get('peak_rss_bytes', 0) / MIB:.0f} MiB (batching off)."]
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    settings = results["settings"]
+    lines = [f"# Berth benchmark ({'quick' if settings['quick'] else 'full'} run, "
+             f"{results['started']})", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+             f"{machine['os']}, kernel {machine['kernel']}, Python {machine['python']}, "
+             f"TensorFlow {machine['packages']['tensorflow']}. {machine['pinning']}. "
+             f"Load average at start {machine['load_average_at_start']}, at end "
+             f"{machine['load_average_at_end']}. Tools: {machine['h2load']} (gRPC), "
+             f"{machine['wrk']} (REST); peer: {machine['peer']}.", "",
+             f"Each row: batch-1 requests, the median of {settings['runs']} runs of "
+             f"{settings['seconds']:g} s after a {settings['warmup_seconds']:g} s warm-up. "
+             f"Whole run: {results['elapsed_seconds'] / 60:.1f} min.", "", "## Targets", ""]
+    lines += _table(["target", "measured", "goal", "reached"],
+                    [[t["target"], t["measured"], t["goal"], t["reached"]]
+                     for t in results["targets"]])
+    for model, entry in results["models"].items():
+        lines += ["", f"## {model}", "", "### Over the wire", "",
+                  f"Batching on: `{entry['batching_parameters']}`.", ""]
+        lines += series_table(results, model)
+        lines += ["", "### In-process limit (signature called from Python, server core)", ""]
+        lines += inprocess_table(entry)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""The benchmark run: every baseline, server and load level, measured one after another.
+
+One function per kind of measurement; `run` strings them together and returns a JSON-ready dict
+that `bench.report` renders. Order matters only for fairness: all rows of a model come from the
+same minutes of the same machine, so their ratios hold even while the absolute numbers drift
+with whatever else the machine is doing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import load, models, probe, servers
+
+LOAD_CPU = 0
+SERVER_CPU = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How long and how wide to measure; `--quick` shrinks every field."""
+
+    models: tuple[str, ...] = ("mlp", "mobilenet_v2")
+    concurrencies: tuple[int, ...] = (1, 8, 32, 128)
+    seconds: float = 5.0
+    """Length of one measured run."""
+    warmup_seconds: float = 2.0
+    """One unrecorded run before each concurrency level."""
+    runs: int = 3
+    """Measured runs per level; rows quote their medians."""
+    inprocess_seconds: float = 2.0
+    """Length of each in-process measurement (per batch size and thread count)."""
+
+
+QUICK = Settings(models=("mlp",), concurrencies=(1, 32), seconds=2.0, warmup_seconds=1.0,
+                 runs=1, inprocess_seconds=0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    models_dir: Path
+    logs_dir: Path
+    peer_venv: Path
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def inprocess(spec: models.ModelSpec, settings: Settings, paths: Paths) -> dict[str, Any]:
+    """The in-process limit on the server core; also the bare start time and the bare RSS."""
+    _log(f"{spec.name}: in-process limit (batch sizes {spec.batch_sizes}, 1 and 2 threads)")
+    command = ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "bench.inprocess",
+               str(spec.version_dir(paths.models_dir)),
+               f"--batch-sizes={','.join(map(str, spec.batch_sizes))}",
+               f"--seconds={settings.inprocess_seconds}"]
+    started = time.monotonic()
+    result: dict[str, Any] = {}
+    with (paths.logs_dir / f"{spec.name}-inprocess.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+        assert process.stdout is not None
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "loaded":
+                result["bare_start_seconds"] = time.monotonic() - started
+            else:
+                result.update(event)
+        if process.wait() != 0:
+            raise RuntimeError(f"in-process worker failed; see {log.name}")
+    result.pop("event", None)
+    result["best"] = max(result["rows"], key=lambda row: row["rows_per_second"])
+    return result
+
+
+def _series(server: servers.Server, label: str, transport: str, batching: bool | None,
+            spec: models.ModelSpec, settings: Settings, paths: Paths) -> Iterator[dict[str, Any]]:
+    """One server on one transport at every concurrency: warm-up, then the median of runs."""
+    payloads = models.Payloads.under(paths.models_dir, spec.name)
+    if transport == "grpc":
+        good = probe.grpc_response_bytes(server.grpc_port, payloads.grpc_frame)
+        body, port, path = payloads.grpc_frame, server.grpc_port, ""
+    else:
+        path = f"/v1/models/{spec.name}:predict"
+        probe.rest_predictions(server.rest_port, path, payloads.rest_body)
+        good, body, port = 0, payloads.rest_body, server.rest_port
+    for concurrency in settings.concurrencies:
+        spec_load = load.Load(transport, port, body, concurrency, path, good)
+        pid = server.process.pid
+        load.run_once(spec_load, settings.warmup_seconds, cpu=LOAD_CPU, server_pid=pid)
+        results = [load.run_once(spec_load, settings.seconds, cpu=LOAD_CPU, server_pid=pid)
+                   for _ in range(settings.runs)]
+        row = dataclasses.asdict(load.median_of(results))
+        row.update(server=label, transport=transport, batching=batching, concurrency=concurrency)
+        _log(f"  {label:<24} {transport:<4} c={concurrency:<3} "
+             f"{row['requests_per_second']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
+             f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  "
+             f"load-gen CPU {row['loadgen_cpu_share']:.0%}")
+        yield row
+
+
+def ceilings(settings: Settings, paths: Paths) -> list[dict[str, Any]]:
+    """The do-nothing grpc.aio and ASGI servers under the MLP's requests."""
+    rows: list[dict[str, Any]] = []
+    for kind, transport, label in (("grpc", "grpc", "grpc.aio do-nothing"),
+                                   ("asgi", "rest", "ASGI do-nothing")):
+        _log(f"ceiling: {label}")
+        port = servers.free_port()
+        with servers.running(f"null-{kind}", servers.null_command(kind, port), cpu=SERVER_CPU,
+                             logs_dir=paths.logs_dir, grpc_port=port, rest_port=port,
+                             ready=servers.port_ready(port)) as server:
+            rows += _series(server, label, transport, None, models.MLP, settings, paths)
+    return rows
+
+
+def berth(spec: models.ModelSpec, batching: bool, settings: Settings, paths: Paths
+          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Berth on both transports; also its start to AVAILABLE and its resident memory."""
+    label = "berth+batching" if batching else "berth"
+    _log(f"{spec.name}: {label}")
+    batching_file = None
+    if batching:
+        batching_file = paths.logs_dir / f"{spec.name}.batching_parameters.txt"
+        batching_file.write_text(spec.batching_parameters)
+    grpc_port, rest_port = servers.free_port(), servers.free_port()
+    command = servers.berth_command(spec.name, spec.version_dir(paths.models_dir).parent,
+                                    grpc_port, rest_port, batching_file)
+    with servers.running(f"{spec.name}-{label}", command, cpu=SERVER_CPU,
+                         logs_dir=paths.logs_dir, grpc_port=grpc_port, rest_port=rest_port,
+                         ready=servers.berth_available(rest_port, spec.name)) as server:
+        started = {"start_to_available_seconds": server.start_to_ready_seconds}
+        _log(f"  AVAILABLE after {server.start_to_ready_seconds:.2f} s")
+        rows = list(_series(server, label, "grpc", batching, spec, settings, paths))
+        started["rss_bytes_after_first_requests"] = server.rss_bytes
+        rows += _series(server, label, "rest", batching, spec, settings, paths)
+        started["peak_rss_bytes"] = server.peak_rss_bytes
+    return rows, started
+
+
+def peer(spec: models.ModelSpec, settings: Settings, paths: Paths) -> list[dict[str, Any]]:
+    """KServe's ModelServer over REST (its v1 protocol is TF Serving's predict body)."""
+    label = f"kserve {paths.peer_venv.name.split('-')[1]}"
+    _log(f"{spec.name}: peer {label}")
+    port = servers.free_port()
+    command = servers.peer_command(paths.peer_venv, spec.name, spec.version_dir(paths.models_dir),
+                                   port)
+    with servers.running(f"{spec.name}-peer", command, cpu=SERVER_CPU, logs_dir=paths.logs_dir,
+                         rest_port=port, ready=servers.kserve_ready(port, spec.name)) as server:
+        return list(_series(server, label, "rest", None, spec, settings, paths))
+
+
+def run(settings: Settings, paths: Paths) -> dict[str, Any]:
+    results: dict[str, Any] = {"models": {}}
+    if "mlp" in settings.models:
+        results["ceilings"] = ceilings(settings, paths)
+    for name in settings.models:
+        spec = models.MODELS[name]
+        entry: dict[str, Any] = {"inprocess": inprocess(spec, settings, paths), "series": [],
+                                 "batching_parameters": " ".join(
+                                     spec.batching_parameters.split())}
+        for batching in (False, True):
+            rows, started = berth(spec, batching, settings, paths)
+            entry["series"] += rows
+            entry["berth_batching_off" if not batching else "berth_batching_on"] = started
+        entry["series"] += peer(spec, settings, paths)
+        results["models"][name] = entry
+    return results

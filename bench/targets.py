@@ -1,0 +1,107 @@
+"""Issue 6's targets, each computed from rows of one run; a target without its rows is "not run".
+
+Each target is a ratio or an allowance over a baseline measured in the same run, never over a
+number from another day, so a busy machine lowers both sides together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIB = 2**20
+
+
+def _row(results: dict[str, Any], model: str, server: str, transport: str, concurrency: int
+         ) -> dict[str, Any] | None:
+    if model == "ceilings":
+        rows = results.get("ceilings", [])
+    else:
+        rows = results["models"].get(model, {}).get("series", [])
+    for row in rows:
+        if (row["server"], row["transport"], row["concurrency"]) == (server,
+                                                                      transport, concurrency):
+            return dict(row)
+    return None
+
+
+def _peer_label(results: dict[str, Any], model: str) -> str:
+    for row in results["models"].get(model, {}).get("series", []):
+        if row["server"].startswith("kserve"):
+            return str(row["server"])
+    return "kserve"
+
+
+def _target(name: str, measured: str, goal: str, reached: bool | None) -> dict[str, Any]:
+    return {"target": name, "measured": measured, "goal": goal,
+            "reached": "not run" if reached is None else ("yes" if reached else "no")}
+
+
+def _throughput_ratio(name: str, row: dict[str, Any] | None, base: dict[str, Any] | None,
+                      base_name: str, factor: float) -> dict[str, Any]:
+    if row is None or base is None:
+        return _target(name, "-", f">= {factor:g}x {base_name}", None)
+    ratio = row["requests_per_second"] / base["requests_per_second"]
+    return _target(name, f"{row['requests_per_second']:.0f} / {base['requests_per_second']:.0f}"
+                   f" req/s = {ratio:.2f}x", f">= {factor:g}x {base_name}", ratio >= factor)
+
+
+def _mobilenet(results: dict[str, Any], transport: str) -> dict[str, Any]:
+    name = f"MobileNetV2, 32 clients, batching on, {transport}: >= 0.9x in-process best rows/s"
+    entry = results["models"].get("mobilenet_v2")
+    row = _row(results, "mobilenet_v2", "berth+batching", transport, 32)
+    if entry is None or row is None:
+        return _target(name, "-", ">= 0.9x", None)
+    best = entry["inprocess"]["best"]
+    ratio = row["requests_per_second"] / best["rows_per_second"]
+    return _target(name, f"{row['requests_per_second']:.1f} / {best['rows_per_second']:.1f} "
+                   f"rows/s (batch {best['batch']}, {best['threads']} thr) = {ratio:.2f}x",
+                   ">= 0.9x", ratio >= 0.9)
+
+
+def _latency(results: dict[str, Any], model: str, transport: str, allowance_ms: float
+             ) -> dict[str, Any]:
+    name = f"{model}, 1 client, batching off, {transport} p50 <= in-process + {allowance_ms:g} ms"
+    entry = results["models"].get(model)
+    row = _row(results, model, "berth", transport, 1)
+    if entry is None or row is None:
+        return _target(name, "-", "", None)
+    floor = entry["inprocess"]["batch1_p50_ms"]
+    return _target(name, f"{row['p50_ms']:.2f} ms vs in-process {floor:.2f} ms",
+                   f"<= {floor + allowance_ms:.2f} ms", row["p50_ms"] <= floor + allowance_ms)
+
+
+def _startup(results: dict[str, Any], model: str) -> dict[str, Any]:
+    entry = results["models"][model]
+    berth = entry["berth_batching_off"]["start_to_available_seconds"]
+    bare = entry["inprocess"]["bare_start_seconds"]
+    goal = 1.3 * bare + 1.0
+    return _target(f"{model}: start to AVAILABLE <= 1.3x bare tf.saved_model.load + 1 s",
+                   f"{berth:.2f} s vs bare {bare:.2f} s", f"<= {goal:.2f} s", berth <= goal)
+
+
+def _memory(results: dict[str, Any], model: str) -> dict[str, Any]:
+    entry = results["models"][model]
+    berth = entry["berth_batching_off"]["rss_bytes_after_first_requests"] / MIB
+    bare = entry["inprocess"]["rss_bytes"] / MIB
+    return _target(f"{model}: RSS <= bare Python process holding the model + 80 MB",
+                   f"{berth:.0f} MiB vs bare {bare:.0f} MiB", f"<= {bare + 80:.0f} MiB",
+                   berth <= bare + 80)
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    peer = _peer_label(results, "mlp")
+    targets = [
+        _throughput_ratio("MLP, 32 clients, batching on, REST >= 2x peer",
+                          _row(results, "mlp", "berth+batching", "rest", 32),
+                          _row(results, "mlp", peer, "rest", 32), peer, 2.0),
+        _throughput_ratio("MLP, 32 clients, batching on, gRPC >= 0.8x do-nothing grpc.aio",
+                          _row(results, "mlp", "berth+batching", "grpc", 32),
+                          _row(results, "ceilings", "grpc.aio do-nothing", "grpc", 32),
+                          "grpc.aio", 0.8),
+        _mobilenet(results, "grpc"),
+        _mobilenet(results, "rest"),
+    ]
+    for model in results["models"]:
+        targets += [_latency(results, model, "grpc", 0.5), _latency(results, model, "rest", 1.0),
+                    _startup(results, model), _memory(results, model)]
+    return targets

@@ -55,7 +55,7 @@ chart-crds:
 # A local control plane (as in the tests) with the chart installed, the operator running and an
 # example applied; prints the kubectl commands to try and stays in the foreground until Ctrl-C.
 cluster: $(STAMP) k8s-bins
-	PYTHONPATH=tests $(BIN)/python tools/dev_cluster.py
+	PYTHONPATH=tests:tests/deploy $(BIN)/python tools/dev_cluster.py
 
 k8s-bins:
 	@echo ">> control-plane, kubectl and helm binaries (built once, cached under ~/.cache/berth)"

@@ -80,6 +80,10 @@ def get(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, 
     return found
 
 
+def gone(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+    return get(plane, namespace, kind, name) is None
+
+
 def apply(plane: ControlPlane, namespace: str, manifest: dict[str, Any]) -> None:
     kubectl(plane, "apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from kube_control_plane import ControlPlane
@@ -10,6 +11,7 @@ from operator_harness import (
     apply,
     backend_weights,
     get,
+    gone,
     kubectl,
     model_deployment,
     wait_for,
@@ -47,7 +49,7 @@ def test_a_hand_deleted_child_is_restored(
 
     for kind, name in (("deployment", "fraud-stable"), ("configmap", "fraud-config")):
         restored = wait_for(
-            lambda k=kind, n=name: get(control_plane, namespace, k, n),
+            functools.partial(get, control_plane, namespace, kind, name),
             timeout=30,
             what=f"{kind}/{name} restored",
         )
@@ -122,7 +124,7 @@ def test_deleting_the_model_deployment_removes_every_child(
     kubectl(control_plane, "delete", "md", "fraud", "-n", namespace, "--timeout=60s")
     for kind, name in (*CHILDREN, ("deployment", "fraud-canary")):
         wait_for(
-            lambda k=kind, n=name: get(control_plane, namespace, k, n) is None,
+            functools.partial(gone, control_plane, namespace, kind, name),
             timeout=60,
             what=f"{kind}/{name} garbage-collected",
         )

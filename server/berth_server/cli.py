@@ -128,9 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(version_info.text())
             return 0
-        validate(opts)
     except UsageError as error:
         print(error, file=sys.stderr)
+        return 1
+    try:
+        validate(opts)
+    except UsageError as error:  # TF Serving fails these in BuildAndStart, with this wording
+        print(f"Failed to start server. Error: INVALID_ARGUMENT: {error}", file=sys.stderr)
         return 1
     from berth_server.server import run
 

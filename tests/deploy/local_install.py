@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
 
 import helm_harness
 from kube_control_plane import ControlPlane
@@ -18,31 +19,26 @@ from kube_control_plane import ControlPlane
 RELEASE = "berth"
 RELEASE_NAMESPACE = "berth-system"
 
-# The Prometheus Operator's PodMonitor kind, schemaless: just enough for the chart's optional
-# PodMonitor to be accepted where no Prometheus Operator is installed (the loopback plane).
-PODMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "podmonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"kind": "PodMonitor", "plural": "podmonitors", "singular": "podmonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+# The Prometheus Operator's own CRDs, from its Go module (the module proxy is reachable wherever the
+# control-plane binaries are built): the chart's PodMonitor is validated against the real schema.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+
+
+def prometheus_operator_crd(plural: str) -> pathlib.Path:
+    """`example/prometheus-operator-crd/monitoring.coreos.com_<plural>.yaml` of the module."""
+    module = f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION}"
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    directory = pathlib.Path(json.loads(out)["Dir"])
+    return (
+        directory / "example" / "prometheus-operator-crd" / f"monitoring.coreos.com_{plural}.yaml"
+    )
 
 
 def install_chart(plane: ControlPlane, *extra: str) -> None:
@@ -63,7 +59,7 @@ def install_chart(plane: ControlPlane, *extra: str) -> None:
 
 def prepare_cluster_services(plane: ControlPlane) -> None:
     """What a real cluster already has: a PodMonitor kind and a `monitoring` namespace."""
-    plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(PODMONITOR_CRD))
+    plane.kubectl("apply", "--server-side", "-f", str(prometheus_operator_crd("podmonitors")))
     plane.kubectl("wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com")
     if plane.kubectl("get", "namespace", "monitoring", check=False).returncode:
         plane.kubectl("create", "namespace", "monitoring")

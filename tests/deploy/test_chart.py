@@ -233,6 +233,7 @@ def test_server_pod_monitor_selects_the_operators_server_pods(helm_env: dict[str
     labels = naming.owner_labels("any")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["podTargetLabels"] == [naming.LABEL_TRACK, naming.LABEL_VERSION]
     endpoint = monitor["spec"]["podMetricsEndpoints"][0]
     assert endpoint["port"] == "http"
     assert endpoint["path"] == "/monitoring/prometheus/metrics"

@@ -74,6 +74,11 @@ def test_install_upgrade_and_uninstall_keep_the_crd_and_users_objects(
     crd = plane.kubectl_json("get", "crd", CRD_NAME)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "lifecycle"
+    notes = helm("get", "notes", "lifecycle", "-n", ns, env=plane.env).stdout
+    assert (
+        "kubectl get md -n <namespace> -w" in notes
+        and "It watches ModelDeployments in every" in notes
+    )
     plane.kubectl("apply", "-n", ns, "-f", "-", input=model_deployment("survivor"))
 
     # Upgrade with changed values: HA through peering replaces the Deployment by a StatefulSet.

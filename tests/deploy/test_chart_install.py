@@ -233,3 +233,47 @@ def test_cluster_wide_rbac_is_enough_for_the_operator_and_refuses_the_rest(
         assert not can_i(plane, user, "list", "namespaces"), "kopf needs no namespace list with -A"
     finally:
         plane.delete_namespace(models)
+
+
+def test_peering_rbac_lets_two_operators_share_a_namespace_one_working(
+    berth_crd: ControlPlane, release_namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """HA as the chart sets it up: a KopfPeering per watched namespace, two operators of distinct
+    priorities with the chart's identity; the lower one pauses, the higher one reconciles."""
+    plane, ns = berth_crd, release_namespace
+    values = {
+        "crds": {"enabled": False},
+        "watch": {"allNamespaces": False},
+        "peering": {"enabled": True, "name": "ha"},
+    }
+    install(plane, "ha", ns, values)
+    assert plane.kubectl_json("get", "kopfpeering", "ha", "-n", ns)
+    kubeconfig = helm_harness.service_account_kubeconfig(
+        plane, ns, "ha-berth", tmp_path / "sa.kubeconfig"
+    )
+
+    def operator(priority: int) -> OperatorProcess:
+        return OperatorProcess(
+            [f"--namespace={ns}", "--peering=ha", f"--priority={priority}", "--resync-seconds=1"],
+            kubeconfig=kubeconfig,
+            log_path=tmp_path / f"operator-{priority}.log",
+        )
+
+    with operator(0) as standby, operator(1) as active:
+        wait_for(
+            lambda: (
+                len(plane.kubectl_json("get", "kopfpeering", "ha", "-n", ns).get("status", {})) == 2
+            ),
+            timeout=60,
+            what="both operators in the peering",
+        )
+        wait_for(
+            lambda: "Pausing operations in favour of" in standby.log(400),
+            timeout=60,
+            what="the lower priority operator to pause",
+        )
+        plane.kubectl("apply", "-n", ns, "-f", "-", input=model_deployment("ha"))
+        helm_harness.wait_ready(plane, ns, "ha")
+        assert "applying Deployment ha-stable" in active.log(400)
+        assert "applying Deployment" not in standby.log(400)
+        assert not standby.refusals() and not active.refusals()

@@ -126,6 +126,21 @@ async def _reconcile(
     )
     owner = render.Owner(name=name, namespace=namespace, uid=meta["uid"])
     desired = render.children(md, owner, canary_on=decision.canary_on, weight=decision.weight)
+    await _converge(client, logger, namespace, desired, live)
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logger.warning(event.message)
+    await _write_status(client, memo, name, namespace, previous, decision.status)
+
+
+async def _converge(
+    client: kubeapi.Client,
+    logger: kopf.Logger,
+    namespace: str,
+    desired: list[dict[str, Any]],
+    live: dict[Key, dict[str, Any]],
+) -> None:
+    """Apply the children that drifted (or are missing); delete owned ones no longer desired."""
     for obj in desired:
         key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
         if not drift.carries(live.get(key), obj):
@@ -135,10 +150,6 @@ async def _reconcile(
     for api_version, kind, child in live.keys() - wanted:
         logger.info(f"deleting {kind} {child}")
         await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
-    for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        logger.warning(event.message)
-    await _write_status(client, memo, name, namespace, previous, decision.status)
 
 
 def _deployment_key(owner: str, track: naming.Track) -> Key:

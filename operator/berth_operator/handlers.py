@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from berth_operator import drift, kubeapi, naming, render, rollout, routes, spec
 from berth_operator import settings as operator_settings
@@ -126,11 +127,17 @@ async def _reconcile(
     )
     owner = render.Owner(name=name, namespace=namespace, uid=meta["uid"])
     desired = render.children(md, owner, canary_on=decision.canary_on, weight=decision.weight)
-    await _converge(client, logger, namespace, desired, live)
+    failures = await _converge(client, logger, namespace, desired, live)
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logger.warning(event.message)
-    await _write_status(client, memo, name, namespace, previous, decision.status)
+    status = decision.status
+    if failures:
+        message = "; ".join(failures)
+        status = rollout.apply_failed(status, previous, message=message, now=now)
+        if status.get("conditions") != previous.get("conditions"):
+            kopf.warn(body, reason="ApplyFailed", message=message)
+    await _write_status(client, memo, name, namespace, previous, status)
 
 
 async def _converge(
@@ -139,17 +146,29 @@ async def _converge(
     namespace: str,
     desired: list[dict[str, Any]],
     live: dict[Key, dict[str, Any]],
-) -> None:
-    """Apply the children that drifted (or are missing); delete owned ones no longer desired."""
+) -> list[str]:
+    """Apply the children that drifted (or are missing); delete owned ones no longer desired.
+
+    A child the API server refuses (4xx: its CRD is missing, a webhook denies it) does not stop
+    the others; the refusals are returned for the status. Other errors propagate to kopf's retry.
+    """
+    failures = []
     for obj in desired:
         key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
-        if not drift.carries(live.get(key), obj):
-            logger.info(f"applying {key[1]} {key[2]}")
+        if drift.carries(live.get(key), obj):
+            continue
+        logger.info(f"applying {key[1]} {key[2]}")
+        try:
             await asyncio.to_thread(client.apply, obj)
+        except ApiException as error:
+            if error.status is None or not 400 <= error.status < 500:
+                raise
+            failures.append(f"{key[1]} {key[2]}: {error.status} {error.reason}")
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
     for api_version, kind, child in live.keys() - wanted:
         logger.info(f"deleting {kind} {child}")
         await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
+    return failures
 
 
 def _deployment_key(owner: str, track: naming.Track) -> Key:

@@ -188,6 +188,17 @@ def invalid(previous: Status, *, generation: int, error: spec.SpecError, now: da
     return status
 
 
+def apply_failed(status: Status, previous: Status, *, message: str, now: datetime) -> Status:
+    """`status` with Degraded=True/ApplyFailed: some children could not be written (for example
+    the traffic provider's CRDs are not installed). The rest of the status still holds."""
+    generation = status.get("observedGeneration", 0)
+    degraded = _condition(
+        previous.get("conditions", []), "Degraded", "True", "ApplyFailed", message, generation, now
+    )
+    conditions = [c for c in status.get("conditions", []) if c.get("type") != "Degraded"]
+    return {**status, "conditions": [*conditions, degraded]}
+
+
 def _history(
     history: Sequence[Revision], md: spec.ModelDeploymentSpec, now: datetime
 ) -> list[Revision]:

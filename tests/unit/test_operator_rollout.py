@@ -248,3 +248,11 @@ def test_an_invalid_spec_is_reported_as_degraded_with_its_field() -> None:
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "InvalidSpec" and degraded["message"] == "spec.x: bad"
     assert status["observedGeneration"] == 4
+
+
+def test_a_refused_child_marks_the_status_degraded_and_keeps_the_rest() -> None:
+    decision = decide(md(), stable=ready(1))
+    failed = rollout.apply_failed(decision.status, {}, message="HTTPRoute m-http: 404", now=T0)
+    assert condition(rollout.Decision(failed, False, 0), "Degraded") == ("True", "ApplyFailed")
+    assert condition(rollout.Decision(failed, False, 0), "Ready") == ("True", "StableAvailable")
+    assert failed["stable"] == decision.status["stable"]

@@ -1,6 +1,7 @@
 """`python -m berth_operator`: run the operator (the equivalent of `kopf run` for this package)."""
 
 import argparse
+import logging
 import sys
 
 import kopf
@@ -48,9 +49,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class QuietResync(logging.Filter):
+    """Drops kopf's "Timer 'reconcile' succeeded" line: one per object per resync would bury the
+    lines that matter (applies, deletes, rollbacks); --verbose keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timer 'reconcile' succeeded")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=args.verbose, debug=args.debug)
+    if not (args.verbose or args.debug):
+        logging.getLogger("kopf.objects").addFilter(QuietResync())
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings.Options(resync_seconds=args.resync_seconds))
     kopf.run(

@@ -18,6 +18,8 @@ a fake clock calls `wake()` so waiting threads look again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import threading
 import time
@@ -32,6 +34,8 @@ from berth_server.batching_parameters import BatchingParameters
 Execute = Callable[[Any, dict[str, Any]], Tensors]
 Clock = Callable[[], float]
 _Delivery = list[tuple["asyncio.Future[Any]", Any]]
+
+log = logging.getLogger(__name__)
 
 QUEUED_TOO_LONG = "Run() timeout exceeded while waiting in batching queue"
 
@@ -103,7 +107,11 @@ class BatchScheduler:
                     if batch is not None:
                         break
                     self._work.wait(None if wake_at == math.inf else max(0.0, wake_at - now))
-            self._process(*batch)
+            try:
+                self._process(*batch)
+            except Exception:  # never lose a batch thread: its callers would wait forever
+                log.exception("Batch processing failed")
+                _fail_all(batch[1].tasks)
 
     def _next_batch(self, now: float) -> tuple[tuple[Hashable, Batch] | None, float]:
         """Round-robin: the first queue with a schedulable batch, moved to the back."""
@@ -170,7 +178,7 @@ class BatchScheduler:
                         if joiner.remaining:
                             continue
                 if not isinstance(value, BaseException):
-                    value = batch_tensors.join([p for p in joiner.parts if p is not None])
+                    value = _join(joiner.parts)
             future = task.future
             by_loop.setdefault(future.get_loop(), []).append((future, value))
         for loop, delivery in by_loop.items():
@@ -178,6 +186,21 @@ class BatchScheduler:
                 loop.call_soon_threadsafe(_resolve, delivery)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+
+def _join(parts: list[Tensors | None]) -> Tensors | errors.ServingError:
+    try:
+        return batch_tensors.join([part for part in parts if part is not None])
+    except ValueError as error:  # e.g. pieces padded to different widths in different batches
+        return errors.ServingError(errors.Code.FAILED_PRECONDITION,
+                                   f"Outputs of a split request could not be rejoined: {error}")
+
+
+def _fail_all(tasks: list[Task]) -> None:
+    failure = errors.ServingError(errors.Code.INTERNAL, "Batch processing failed")
+    for task in tasks:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            task.future.get_loop().call_soon_threadsafe(_resolve, [(task.future, failure)])
 
 
 def _resolve(delivery: _Delivery) -> None:

@@ -272,3 +272,52 @@ def test_closing_fails_waiting_requests_and_refuses_new_ones(model: Model) -> No
             submit(scheduler, [3.0])
 
     run(scheduler, main)
+
+
+def test_pieces_padded_differently_fail_their_request_instead_of_the_thread(model: Model) -> None:
+    scheduler = make(model, max_batch_size=4, enable_large_batch_splitting=True,
+                     pad_variable_length_inputs=True, max_enqueued_batches=10)
+
+    def submit_2d(rows: list[list[float]]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        scheduler.schedule("k", {"x": np.array(rows, dtype=np.float32)}, len(rows), math.inf,
+                           future)
+        return future
+
+    async def main() -> None:
+        model.hold()
+        first = submit(scheduler, [0.0])
+        await model.wait_started()
+        wide = submit_2d([[1.0, 1.0, 1.0]])
+        split = submit_2d([[2.0, 2.0]] * 5)  # 3 rows share a batch with `wide`, 2 run alone
+        model.gate.set()
+        await first
+        assert (await wide)["y"].shape == (1, 3)
+        with pytest.raises(errors.ServingError) as raised:
+            await split
+        assert raised.value.code == errors.Code.FAILED_PRECONDITION
+        assert (await submit(scheduler, [5.0]))["y"].tolist() == [10.0]  # the thread lives on
+
+    run(scheduler, main)
+
+
+def test_an_unexpected_failure_in_a_batch_thread_fails_the_batch_not_the_thread(
+        model: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = make(model, max_batch_size=8)
+    calls = []
+
+    def broken_deliver(results: list[Any]) -> None:
+        calls.append(results)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        BatchScheduler._deliver(scheduler, results)
+
+    monkeypatch.setattr(scheduler, "_deliver", broken_deliver)
+
+    async def main() -> None:
+        with pytest.raises(errors.ServingError) as raised:
+            await submit(scheduler, [1.0])
+        assert raised.value.code == errors.Code.INTERNAL
+        assert (await submit(scheduler, [2.0]))["y"].tolist() == [4.0]
+
+    run(scheduler, main)

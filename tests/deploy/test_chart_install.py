@@ -162,6 +162,18 @@ def run_scenario(plane: ControlPlane, namespace: str, operator: OperatorProcess)
         what="the canary Deployment deleted by the operator",
     )
     assert not operator.refusals(), "\n".join(operator.refusals())
+    assert not apply_refusals(plane, namespace, "iris")
+
+
+def apply_refusals(plane: ControlPlane, namespace: str, name: str) -> list[str]:
+    """Children the API server refused to the operator, as its status reports them
+    (Degraded=True, reason ApplyFailed, "<Kind> <name>: 403 Forbidden; ...")."""
+    md = plane.kubectl_json("get", "md", name, "-n", namespace)
+    return [
+        c["message"]
+        for c in md.get("status", {}).get("conditions", [])
+        if c["type"] == "Degraded" and c.get("reason") == "ApplyFailed" and "403" in c["message"]
+    ]
 
 
 def assert_refused(plane: ControlPlane, user: str, namespace: str) -> None:
@@ -277,3 +289,91 @@ def test_peering_rbac_lets_two_operators_share_a_namespace_one_working(
         assert "applying Deployment ha-stable" in active.log(400)
         assert "applying Deployment" not in standby.log(400)
         assert not standby.refusals() and not active.refusals()
+        assert not apply_refusals(plane, ns, "ha")
+
+
+@pytest.fixture(scope="module")
+def scoped_release(berth_crd: ControlPlane) -> Iterator[tuple[str, pathlib.Path]]:
+    """A namespaced release whose application Role the next test trims one verb at a time."""
+    ns = berth_crd.create_namespace("minimal")
+    install(
+        berth_crd, "minimal", ns, {"crds": {"enabled": False}, "watch": {"allNamespaces": False}}
+    )
+    kubeconfig = helm_harness.service_account_kubeconfig(
+        berth_crd, ns, "minimal-berth", pathlib.Path(ns + ".kubeconfig").absolute()
+    )
+    try:
+        yield ns, kubeconfig
+    finally:
+        kubeconfig.unlink()
+        berth_crd.delete_namespace(ns)
+
+
+@pytest.mark.parametrize(
+    ("resource", "verb"),
+    [
+        ("deployments", "list"),
+        ("deployments", "watch"),
+        ("deployments", "create"),
+        ("deployments", "patch"),
+        ("deployments", "delete"),
+        ("modeldeployments/status", "patch"),
+    ],
+)
+def test_every_granted_verb_is_needed(
+    berth_crd: ControlPlane,
+    scoped_release: tuple[str, pathlib.Path],
+    tmp_path: pathlib.Path,
+    resource: str,
+    verb: str,
+) -> None:
+    """Take one verb away from the chart's Role and the operator is refused while it drives a
+    ModelDeployment through create, canary and canary removal: the grant is not wider than used."""
+    plane, (ns, kubeconfig) = berth_crd, scoped_release
+    original = plane.kubectl_json("get", "role", "minimal-berth-application", "-n", ns)
+    trimmed = json.loads(json.dumps(original))
+    for rule in trimmed["rules"]:
+        if resource in rule["resources"]:
+            assert rule["resources"] == [resource] and verb in rule["verbs"]
+            rule["verbs"].remove(verb)
+    trimmed["rules"] = [rule for rule in trimmed["rules"] if rule["verbs"]]
+    plane.kubectl("replace", "-f", "-", input=json.dumps(trimmed))
+    name = f"needs-{verb}-{resource.split('/')[-1]}"
+    try:
+        with OperatorProcess(
+            [f"--namespace={ns}", "--resync-seconds=1"],
+            kubeconfig=kubeconfig,
+            log_path=tmp_path / "operator.log",
+        ) as operator:
+            plane.kubectl(
+                "apply", "-n", ns, "-f", "-",
+                input=model_deployment(name, canary={"version": 2, "weight": 10}),
+            )  # fmt: skip
+            wait_for(
+                lambda: (
+                    operator.refusals()
+                    or apply_refusals(plane, ns, name)
+                    or not plane.kubectl(
+                        "get", "deployment", f"{name}-canary", "-n", ns, check=False
+                    ).returncode
+                ),
+                timeout=60,
+                what="a refusal or the canary Deployment",
+            )
+            plane.kubectl(
+                "patch", "md", name, "-n", ns, "--type=json",
+                "-p", json.dumps([{"op": "remove", "path": "/spec/canary"}]),
+            )  # fmt: skip
+            wait_for(
+                lambda: operator.refusals() or apply_refusals(plane, ns, name),
+                timeout=60,
+                what=f"the API server refusing {verb} {resource}",
+            )
+    finally:
+        plane.kubectl("replace", "-f", "-", input=json.dumps(_without_status(original)))
+        plane.kubectl("delete", "md", name, "-n", ns, "--wait=false", check=False)
+
+
+def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "uid")}
+    return {**obj, "metadata": meta}

@@ -78,6 +78,15 @@ class Track:
             and self.replicas == self.desired
         )
 
+    def on_version(self, version: int) -> tuple[int, int]:
+        """(servers, ready servers) running `version`. A Deployment reports readiness for all its
+        pods, old template included, so ready pods of the new template are counted as the ready
+        ones minus every old pod: a lower bound, exact once the old pods are gone."""
+        if self.version != version or not self.current:
+            return 0, 0
+        old_pods = max(0, self.replicas - self.updated)
+        return self.updated, max(0, self.ready - old_pods)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -214,13 +223,8 @@ def _track_status(
 ) -> TrackStatus:
     same = previous is not None and previous.get("version") == version and "since" in previous
     since = previous["since"] if same and previous is not None else timestamp(now)
-    running = observed is not None and observed.version == version
-    return {
-        "version": version,
-        "replicas": observed.replicas if observed is not None and running else 0,
-        "readyReplicas": observed.ready if observed is not None and running else 0,
-        "since": since,
-    }
+    replicas, ready = observed.on_version(version) if observed is not None else (0, 0)
+    return {"version": version, "replicas": replicas, "readyReplicas": ready, "since": since}
 
 
 def _past(since: str, deadline_seconds: int, now: datetime) -> bool:

@@ -256,3 +256,24 @@ def test_a_refused_child_marks_the_status_degraded_and_keeps_the_rest() -> None:
     assert condition(rollout.Decision(failed, False, 0), "Degraded") == ("True", "ApplyFailed")
     assert condition(rollout.Decision(failed, False, 0), "Ready") == ("True", "StableAvailable")
     assert failed["stable"] == decision.status["stable"]
+
+
+@pytest.mark.parametrize(
+    ("track", "expected"),
+    [
+        (rollout.Track(version=2, desired=2, replicas=2, updated=2, ready=2), (2, 2)),
+        # mid-rollout: one new pod (not ready yet) next to two ready old ones
+        (rollout.Track(version=2, desired=2, replicas=3, updated=1, ready=2), (1, 0)),
+        (rollout.Track(version=2, desired=2, replicas=3, updated=1, ready=3), (1, 1)),
+        # the Deployment controller has not seen the new template yet
+        (
+            rollout.Track(version=2, desired=1, replicas=1, updated=1, ready=1, current=False),
+            (0, 0),
+        ),
+        (rollout.Track(version=1, desired=1, replicas=1, updated=1, ready=1), (0, 0)),
+    ],
+)
+def test_ready_servers_of_an_older_version_are_not_counted_for_the_new_one(
+    track: rollout.Track, expected: tuple[int, int]
+) -> None:
+    assert track.on_version(2) == expected

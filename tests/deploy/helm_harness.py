@@ -253,3 +253,9 @@ def wait_ready(
 
 def load_yaml_docs(path: pathlib.Path) -> Iterator[dict[str, Any]]:
     yield from (doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
+def delete_model_deployments(plane: ControlPlane, namespace: str) -> None:
+    """Delete every ModelDeployment of `namespace` and wait: call it while an operator runs, since
+    each carries the operator's finalizer (a namespace holding one would never finish deleting)."""
+    plane.kubectl("delete", "md", "--all", "-n", namespace, "--wait", "--timeout=90s")

@@ -82,7 +82,12 @@ def test_every_example_is_applied_and_becomes_ready(
                     what=f"example {name}: canary at {weight} %",
                 )
             assert md["status"]["url"]
+        check_rendered(plane, ns)
+        helm_harness.delete_model_deployments(plane, ns)
 
+
+def check_rendered(plane: ControlPlane, ns: str) -> None:
+    """What each setup promises: routes on the Gateway, the splits, GPUs, the autoscaler."""
     routes = plane.kubectl_json("get", "httproute", "recommender-http", "-n", ns)
     assert routes["spec"]["parentRefs"][0]["name"] == "ml"
     assert routes["spec"]["hostnames"] == ["recommender.ml.example.com"]

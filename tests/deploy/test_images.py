@@ -252,5 +252,6 @@ def test_operator_image_entrypoint_answers_liveness_and_reconciles(
             }
             plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(md))
             helm_harness.wait_ready(plane, namespace, "hpt")
+            helm_harness.delete_model_deployments(plane, namespace)
     finally:
         plane.delete_namespace(namespace)

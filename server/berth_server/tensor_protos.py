@@ -7,6 +7,8 @@ latter). Outputs use the typed repeated fields by default, as TF Serving does, o
 
 from __future__ import annotations
 
+from collections.abc import Sized
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -30,14 +32,46 @@ _TYPED_FIELD: dict[int, str] = {
 }
 
 
+# TF fills a tensor whose typed values are fewer than its shape (zeros, or the last value
+# repeated): a few bytes on the wire could ask for terabytes. Past this size it must be sent.
+MAX_FILLED_BYTES = 1 << 28
+
+
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode a request tensor; a malformed one is INVALID_ARGUMENT, never a crash."""
     if proto.dtype == types_pb2.DT_INVALID:
         raise errors.invalid_argument("tensor has an invalid dtype (DT_INVALID)")
+    _check_fill(proto)
     try:
         return tf.make_ndarray(proto)
-    except (ValueError, TypeError, tf.errors.OpError) as error:
+    except (ValueError, TypeError, OverflowError, tf.errors.OpError) as error:
         raise errors.invalid_argument(f"Unable to parse tensor proto: {error}") from None
+    except MemoryError:
+        raise errors.ServingError(errors.Code.RESOURCE_EXHAUSTED,
+                                  "Unable to parse tensor proto: out of memory") from None
+
+
+def _check_fill(proto: tensor_pb2.TensorProto) -> None:
+    if proto.tensor_content or proto.tensor_shape.unknown_rank:
+        return  # content must match the shape exactly; make_ndarray checks it
+    elements = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise errors.invalid_argument(f"Unable to parse tensor proto: negative dimension "
+                                          f"{dim.size}")
+        elements *= dim.size
+    sent = max((len(values) for _, values in proto.ListFields()
+                if isinstance(values, Sized) and not isinstance(values, (bytes, str))),
+               default=0)
+    try:
+        item_bytes = tf.as_dtype(proto.dtype).size if proto.dtype != types_pb2.DT_STRING else 8
+    except TypeError:
+        item_bytes = 8
+    if elements > sent and elements * item_bytes > MAX_FILLED_BYTES:
+        raise errors.invalid_argument(
+            f"Unable to parse tensor proto: shape {[d.size for d in proto.tensor_shape.dim]} "
+            f"needs {elements} values but {sent} were sent; a tensor over {MAX_FILLED_BYTES} "
+            "bytes must carry its values")
 
 
 def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:

@@ -44,11 +44,11 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     _check_fill(proto)
     try:
         return tf.make_ndarray(proto)
-    except (ValueError, TypeError, OverflowError, tf.errors.OpError) as error:
-        raise errors.invalid_argument(f"Unable to parse tensor proto: {error}") from None
     except MemoryError:
         raise errors.ServingError(errors.Code.RESOURCE_EXHAUSTED,
                                   "Unable to parse tensor proto: out of memory") from None
+    except Exception as error:  # ValueError, OverflowError, KeyError (DT_RESOURCE), OpError…
+        raise errors.invalid_argument(f"Unable to parse tensor proto: {error!r}") from None
 
 
 def _check_fill(proto: tensor_pb2.TensorProto) -> None:

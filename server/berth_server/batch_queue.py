@@ -32,26 +32,28 @@ QUEUE_FULL = "The batch scheduling queue to which this task was submitted is ful
 class Joiner:
     """Collects the outputs of a split task's pieces; the last piece delivers the whole."""
 
-    __slots__ = ("parts", "remaining", "failed")
+    __slots__ = ("parts", "remaining", "failed", "size")
 
-    def __init__(self, pieces: int) -> None:
+    def __init__(self, pieces: int, size: int) -> None:
         self.parts: list[Tensors | None] = [None] * pieces
         self.remaining = pieces
         self.failed = False
+        self.size = size
 
 
 class Task:
     """One request (or one piece of a split request) waiting for a batch."""
 
-    __slots__ = ("inputs", "size", "deadline", "future", "joiner", "piece")
+    __slots__ = ("inputs", "size", "deadline", "future", "enqueued_at", "joiner", "piece")
 
     def __init__(self, inputs: Tensors, size: int, deadline: float,
-                 future: asyncio.Future[Any], joiner: Joiner | None = None,
-                 piece: int = 0) -> None:
+                 future: asyncio.Future[Any], enqueued_at: float = 0.0,
+                 joiner: Joiner | None = None, piece: int = 0) -> None:
         self.inputs = inputs
         self.size = size
         self.deadline = deadline
         self.future = future
+        self.enqueued_at = enqueued_at
         self.joiner = joiner
         self.piece = piece
 
@@ -119,12 +121,12 @@ class BatchQueue:
         sizes = ([room] if room else []) + [self._limit] * (rest // self._limit)
         if rest % self._limit:
             sizes.append(rest % self._limit)
-        joiner = Joiner(len(sizes))
+        joiner = Joiner(len(sizes), task.size)
         start = 0
         for index, size in enumerate(sizes):
             stop = start + size
             piece = Task({k: v[start:stop] for k, v in task.inputs.items()}, size,
-                         task.deadline, task.future, joiner, index)
+                         task.deadline, task.future, task.enqueued_at, joiner, index)
             if self._open.size + size > self._limit:
                 self._start_new_batch()
             self._open.add(piece, now)

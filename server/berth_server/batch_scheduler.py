@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 from berth_server import batch_tensors, errors
 from berth_server.batch_queue import Batch, BatchQueue, Task
@@ -37,14 +37,26 @@ _Delivery = list[tuple["asyncio.Future[Any]", Any]]
 
 log = logging.getLogger(__name__)
 
+
+class BatchingRecorder(Protocol):
+    """TF Serving's batching_session metrics (metrics.BatchingMetrics), from batch threads."""
+
+    def record_queuing_latency(self, micros: float, *, thread_pool_name: str = "") -> None: ...
+
+    def record_wrapped_run(self, input_batch_size: int) -> None: ...
+
+    def record_batch(self, processed_batch_size: int, padding_size: int) -> None: ...
+
+
 QUEUED_TOO_LONG = "Run() timeout exceeded while waiting in batching queue"
 
 
 class BatchScheduler:
     def __init__(self, params: BatchingParameters, execute: Execute, *,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, metrics: BatchingRecorder | None = None) -> None:
         """`execute(key, merged_inputs)` runs one batch on a batch thread and returns outputs."""
         self.params = params
+        self._metrics = metrics
         self.pad_variable_length = params.pad_variable_length_inputs
         self.clock = clock
         self._execute = execute
@@ -62,8 +74,8 @@ class BatchScheduler:
     def schedule(self, key: Hashable, inputs: Tensors, size: int, deadline: float,
                  future: asyncio.Future[Any]) -> None:
         """Enqueue one task; its future gets its outputs. Raises ServingError if refused."""
-        task = Task(inputs, size, deadline, future)
         now = self.clock()
+        task = Task(inputs, size, deadline, future, now)
         with self._lock:
             if self._closing:
                 raise errors.unavailable("The batch scheduler is shutting down")
@@ -129,6 +141,8 @@ class BatchScheduler:
 
     def _process(self, key: Hashable, batch: Batch) -> None:
         now = self.clock()
+        if self._metrics is not None:
+            self._record_tasks(batch.tasks, now)
         live: list[Task] = []
         results: list[tuple[Task, Any]] = []
         for task in batch.tasks:
@@ -143,10 +157,23 @@ class BatchScheduler:
             results.extend(self._run(key, live))
         self._deliver(results)
 
+    def _record_tasks(self, tasks: list[Task], now: float) -> None:
+        assert self._metrics is not None
+        pool = self.params.thread_pool_name
+        for task in tasks:
+            self._metrics.record_queuing_latency((now - task.enqueued_at) * 1e6,
+                                                 thread_pool_name=pool)
+            if task.joiner is None:
+                self._metrics.record_wrapped_run(task.size)
+            elif task.piece == 0:
+                self._metrics.record_wrapped_run(task.joiner.size)
+
     def _run(self, key: Hashable, tasks: list[Task]) -> list[tuple[Task, Any]]:
         sizes = [task.size for task in tasks]
         total = sum(sizes)
         padded = self.params.padded_size(total) if total else 0
+        if self._metrics is not None:
+            self._metrics.record_batch(padded, padded - total)
         try:
             if len(tasks) == 1 and padded == total:
                 merged = dict(tasks[0].inputs)

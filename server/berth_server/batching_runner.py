@@ -14,7 +14,7 @@ import math
 
 from berth_server import batch_tensors, batching_parameters, inference
 from berth_server.aspired_versions_manager import Lease
-from berth_server.batch_scheduler import BatchScheduler, Clock
+from berth_server.batch_scheduler import BatchingRecorder, BatchScheduler, Clock
 from berth_server.batch_tensors import Tensors
 from berth_server.options import ServerOptions
 from berth_server.saved_model_runtime import SavedModel
@@ -31,9 +31,9 @@ class BatchingRunner:
     """Runs plans in batches; `close()` stops the batch threads (pending requests fail)."""
 
     def __init__(self, params: batching_parameters.BatchingParameters, *,
-                 clock: Clock | None = None) -> None:
-        self.scheduler = (BatchScheduler(params, _execute) if clock is None
-                          else BatchScheduler(params, _execute, clock=clock))
+                 clock: Clock | None = None, metrics: BatchingRecorder | None = None) -> None:
+        self.scheduler = (BatchScheduler(params, _execute, metrics=metrics) if clock is None
+                          else BatchScheduler(params, _execute, clock=clock, metrics=metrics))
         self._pad = params.pad_variable_length_inputs
         self._clock = self.scheduler.clock
 
@@ -59,10 +59,12 @@ def gpu_count() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
-def from_options(opts: ServerOptions) -> BatchingRunner | None:
+def from_options(opts: ServerOptions, *,
+                 metrics: BatchingRecorder | None = None) -> BatchingRunner | None:
     """The server's BatchingRunner when --enable_batching; a bad parameters file raises."""
     if not opts.enable_batching:
         return None
     threads = batching_parameters.default_num_batch_threads(gpu_count())
     return BatchingRunner(batching_parameters.for_server(opts.batching_parameters_file,
-                                                         default_threads=threads))
+                                                         default_threads=threads),
+                          metrics=metrics)

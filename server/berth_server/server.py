@@ -109,7 +109,8 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models)
-    batching = batching_runner.from_options(opts)  # a bad batching file fails startup here
+    batching = batching_runner.from_options(  # a bad batching file fails startup here
+        opts, metrics=observability.metrics.batching if observability.metrics_path else None)
     background = [asyncio.ensure_future(core.poll_forever())]
     try:
         await core.reload(model_config.from_options(opts))

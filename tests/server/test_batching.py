@@ -5,6 +5,7 @@ own answers while the server batches them; splitting, TF Serving's errors, a bad
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_http import post
+from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
 
 if TYPE_CHECKING:
@@ -35,12 +36,19 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, exported_models: Path,
            start_module_server: Callable[..., ServerProcess]) -> ServerProcess:
-    params = write(tmp_path_factory.mktemp("batching"), BATCHING)
+    work = tmp_path_factory.mktemp("batching")
+    params = write(work, BATCHING)
+    monitoring = work / "monitoring.config"
+    monitoring.write_text(f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n')
     return start_module_server(f"--model_config_file={exported_models / 'models.config'}",
-                               "--enable_batching", f"--batching_parameters_file={params}")
+                               "--enable_batching", f"--batching_parameters_file={params}",
+                               f"--monitoring_config_file={monitoring}")
 
 
 def half_plus(model: str, values: list[float], version: int | None = None,
@@ -149,3 +157,20 @@ def test_an_invalid_batching_file_fails_startup_with_tf_servings_message(
     assert server.process.wait(timeout=120) == 1
     assert ("Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; "
             "expected 8") in server.log()
+
+
+def metric(server: ServerProcess, pattern: str) -> float:
+    """The sum of the samples whose line matches `pattern` (a regex up to the value)."""
+    text = get(server.rest_port, METRICS_PATH).body.decode()
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{pattern} (\S+)$", text, re.M))
+
+
+def test_tf_servings_batching_metrics_move(server: ServerProcess) -> None:
+    prefix = ":tensorflow:serving:batching_session:"
+    runs = metric(server, prefix + "wrapped_run_count")
+    server.predict.Predict(half_plus("half_plus_two", [1.0, 2.0, 3.0]), timeout=30)
+    assert metric(server, prefix + "wrapped_run_count") == runs + 1
+    assert metric(server, prefix + r'processed_batch_size_bucket\{le="4"\}') >= 1
+    assert metric(server, prefix + r'padding_size_count\{execution_batch_size="4"\}') >= 1
+    pool = r'\{thread_pool_name="batch_threads"\}'
+    assert metric(server, prefix + "queuing_latency_count" + pool) >= 1

@@ -321,3 +321,37 @@ def test_an_unexpected_failure_in_a_batch_thread_fails_the_batch_not_the_thread(
         assert (await submit(scheduler, [2.0]))["y"].tolist() == [4.0]
 
     run(scheduler, main)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies: list[tuple[float, str]] = []
+        self.runs: list[int] = []
+        self.batches: list[tuple[int, int]] = []
+
+    def record_queuing_latency(self, micros: float, *, thread_pool_name: str = "") -> None:
+        self.latencies.append((micros, thread_pool_name))
+
+    def record_wrapped_run(self, input_batch_size: int) -> None:
+        self.runs.append(input_batch_size)
+
+    def record_batch(self, processed_batch_size: int, padding_size: int) -> None:
+        self.batches.append((processed_batch_size, padding_size))
+
+
+def test_tf_servings_batching_metrics_are_recorded(model: Model) -> None:
+    clock, recorder = FakeClock(), Recorder()
+    options = BatchingParameters(num_batch_threads=1, max_batch_size=4,
+                                 allowed_batch_sizes=(2, 4), enable_large_batch_splitting=True,
+                                 thread_pool_name="pool")
+    scheduler = BatchScheduler(options, model, clock=clock, metrics=recorder)
+
+    async def main() -> None:
+        await submit(scheduler, [1.0])
+        clock.now = 0.25
+        await submit(scheduler, [1.0] * 7)
+        assert recorder.runs == [1, 7]
+        assert recorder.batches == [(2, 1), (4, 0), (4, 1)]
+        assert recorder.latencies[0] == (0.0, "pool") and len(recorder.latencies) == 3
+
+    run(scheduler, main)

@@ -33,7 +33,7 @@ def config_text(models: dict[str, Path]) -> str:
     return text_format.MessageToString(config)
 
 
-def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 20, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 30, what: str = "") -> Any:
     deadline = time.monotonic() + timeout_seconds
     while not (value := predicate()):
         if time.monotonic() > deadline:

@@ -35,7 +35,7 @@ def copy_version(exported_models: Path, base: Path, version: int) -> Path:
     return Path(shutil.copytree(source, base / str(version)))
 
 
-def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 20, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 30, what: str = "") -> Any:
     deadline = time.monotonic() + timeout_seconds
     while True:
         value = predicate()
@@ -133,7 +133,7 @@ class TestNewAndRemovedVersions:
             served_after = time.monotonic() - copied_at
             time.sleep(0.5)
         assert loop.failures == []
-        assert served_after < 10
+        assert served_after < 15  # a few polls, even on a loaded machine
         assert set(loop.answers) == {3.0, 4.0}
         assert loop.answers[-1] == 4.0
         wait_for(lambda: states(server)[1][0] == "END", what="version 1 to unload")

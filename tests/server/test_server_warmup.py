@@ -11,9 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from examples import export_models
 
@@ -48,33 +51,74 @@ def damage(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def serve_with_new_version(start_server: Callable[..., ServerProcess], tmp_path: Path,
-                           exported_models: Path) -> tuple[ServerProcess, Path]:
-    """Serve half_plus_two as version 1 of `m`; return the server and a version 2 dir to fill."""
-    base = tmp_path / "m"
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base path of model `m`."""
+    return tmp_path_factory.mktemp("warmup") / "m"
+
+
+@pytest.fixture(scope="module")
+def server(base: Path, exported_models: Path,
+           start_module_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """half_plus_two (one warmup record), half_plus_three (no file) and `m`, whose version 1
+    is half_plus_two and whose later versions each test adds (policy `all`)."""
     shutil.copytree(exported_models / "half_plus_two" / "123", base / "1")
-    server = start_server("--model_name=m", f"--model_base_path={base}",
-                          "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0")
-    return server, base / "2"
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, path in (("half_plus_two", exported_models / "half_plus_two"),
+                       ("half_plus_three", exported_models / "half_plus_three"), ("m", base)):
+        config.model_config_list.config.add(name=name, base_path=str(path),
+                                            model_platform="tensorflow")
+    config.model_config_list.config[2].model_version_policy.all.SetInParent()
+    config_path = base.parent / "models.config"
+    config_path.write_text(text_format.MessageToString(config))
+    return start_module_server(f"--model_config_file={config_path}",
+                               "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0")
 
 
-def test_warmup_records_are_replayed_before_the_version_serves(
-        start_server: Callable[..., ServerProcess], exported_models: Path) -> None:
-    server = start_server("--model_name=half_plus_two",
-                          f"--model_base_path={exported_models / 'half_plus_two'}")
+def add_version(base: Path, exported_models: Path, version: int,
+                prepare: Callable[[Path], None]) -> None:
+    """Stage a copy of half_plus_two, let `prepare` change it, then move it in as `version`."""
+    staging = base.parent / f"staging-{version}"
+    shutil.copytree(exported_models / "half_plus_two" / "123", staging)
+    prepare(staging)
+    staging.rename(base / str(version))
+
+
+def test_warmup_records_are_replayed_before_the_version_serves(server: ServerProcess) -> None:
     log = server.log()
     finished = log.index("Finished reading warmup data for model at ")
-    assert "Number of warmup records read: 1." in log[finished:]
-    assert finished < log.index("Successfully loaded servable version {name: half_plus_two")
+    assert "half_plus_two/123. Number of warmup records read: 1." in log
+    assert finished < log.index("Successfully loaded servable version {name: half_plus_two ")
 
 
-def test_a_missing_warmup_file_is_fine(
-        start_server: Callable[..., ServerProcess], exported_models: Path) -> None:
-    server = start_server("--model_name=half_plus_three",
-                          f"--model_base_path={exported_models / 'half_plus_three'}")
+def test_a_missing_warmup_file_is_fine(server: ServerProcess) -> None:
     assert "No warmup data file found at " in server.log()
     assert post(server.rest_port, "/v1/models/half_plus_three:predict",
                 {"instances": [1.0]}).json() == {"predictions": [3.5]}
+
+
+def test_a_damaged_warmup_file_fails_the_load_with_data_loss(
+        server: ServerProcess, base: Path, exported_models: Path) -> None:
+    add_version(base, exported_models, 2, lambda staging: damage(staging / WARMUP))
+    status = wait_for_end(server, 2)["status"]
+    assert isinstance(status, dict)
+    assert status["error_code"] == "DATA_LOSS"
+    assert "Please verify your warmup data is in TFRecord format." in status["error_message"]
+    assert post(server.rest_port, "/v1/models/m/versions/1:predict",
+                {"instances": [1.0]}).json() == {"predictions": [2.5]}  # version 1 serves
+
+
+def test_too_many_warmup_records_fail_the_load(
+        server: ServerProcess, base: Path, exported_models: Path) -> None:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
+    add_version(base, exported_models, 3,
+                lambda staging: export_models.write_warmup(staging, [request] * 1001))
+    status = wait_for_end(server, 3)["status"]
+    assert isinstance(status, dict)
+    assert status["error_code"] == "INVALID_ARGUMENT"
+    assert "Number of warmup records exceeds the maximum (1000)" in status["error_message"]
 
 
 def test_warmup_is_skipped_when_turned_off(
@@ -83,40 +127,6 @@ def test_warmup_is_skipped_when_turned_off(
                           f"--model_base_path={exported_models / 'half_plus_two'}",
                           "--enable_model_warmup=false")
     assert "warmup data" not in server.log()
-
-
-def test_a_damaged_warmup_file_fails_the_load_with_data_loss(
-        start_server: Callable[..., ServerProcess], tmp_path: Path,
-        exported_models: Path) -> None:
-    server, version_dir = serve_with_new_version(start_server, tmp_path, exported_models)
-    staging = tmp_path / "staging"
-    shutil.copytree(exported_models / "half_plus_two" / "123", staging)
-    damage(staging / WARMUP)
-    staging.rename(version_dir)
-    row = wait_for_end(server, 2)
-    status = row["status"]
-    assert isinstance(status, dict)
-    assert status["error_code"] == "DATA_LOSS"
-    assert "Please verify your warmup data is in TFRecord format." in status["error_message"]
-    assert post(server.rest_port, "/v1/models/m:predict",
-                {"instances": [1.0]}).json() == {"predictions": [2.5]}  # version 1 serves
-
-
-def test_too_many_warmup_records_fail_the_load(
-        start_server: Callable[..., ServerProcess], tmp_path: Path,
-        exported_models: Path) -> None:
-    server, version_dir = serve_with_new_version(start_server, tmp_path, exported_models)
-    staging = tmp_path / "staging"
-    shutil.copytree(exported_models / "half_plus_two" / "123", staging)
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "m"
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
-    export_models.write_warmup(staging, [request] * 1001)
-    staging.rename(version_dir)
-    status = wait_for_end(server, 2)["status"]
-    assert isinstance(status, dict)
-    assert status["error_code"] == "INVALID_ARGUMENT"
-    assert "Number of warmup records exceeds the maximum (1000)" in status["error_message"]
 
 
 def test_a_damaged_warmup_file_at_startup_fails_the_server(

@@ -340,6 +340,9 @@ def _kwok_args(plane: ControlPlane) -> list[str]:
         "--node-ip=10.0.1.1",
         "--cidr=10.0.2.0/24",
         f"--server-address=127.0.0.1:{_free_port()}",
+        # Without node leases the node lifecycle controller marks the fake nodes NotReady every
+        # ~55 s and their pods unready.
+        "--node-lease-duration-seconds=40",
     ]
 
 

@@ -35,13 +35,12 @@ SERVER_USER_ID = 1000
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-def readiness_path(model: str, version: int) -> str:
-    """The HTTP path that answers 200 once the server knows this model version.
+READINESS_PATH = "/readyz"
+"""The server's readiness path: 200 only once every configured model has an AVAILABLE version.
 
-    One place on purpose: the server will offer a stricter "AVAILABLE only" path and the probe
-    moves there by changing this function alone.
-    """
-    return f"/v1/models/{model}/versions/{version}"
+TF Serving's status URL answers 200 as soon as the model is known (TF Serving issue #671), which
+would send traffic to a pod still loading; Berth's server offers this stricter path.
+"""
 
 
 def model_base_path(model: str) -> str:

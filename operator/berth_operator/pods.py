@@ -52,7 +52,7 @@ def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
             {"name": "http", "containerPort": naming.REST_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": {
-            "httpGet": {"path": naming.readiness_path(md.model_name, version), "port": "http"},
+            "httpGet": {"path": naming.READINESS_PATH, "port": "http"},
             "periodSeconds": 5,
             "failureThreshold": 3,
         },

@@ -45,7 +45,7 @@ def test_a_new_model_deployment_gets_its_children_and_becomes_ready(
     assert server["command"] == ["berth-server"]
     assert "--enable_batching" in server["args"]
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/half_plus_two/versions/1"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"

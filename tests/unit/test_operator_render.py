@@ -58,7 +58,7 @@ def test_server_runs_with_tf_serving_flags_and_probes_the_model_version() -> Non
         "--batching_parameters_file=/etc/berth/batching.config",
     ]
     assert container["readinessProbe"]["httpGet"] == {
-        "path": "/v1/models/fraud/versions/3",
+        "path": "/readyz",
         "port": "http",
     }
 

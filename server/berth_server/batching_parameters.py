@@ -18,6 +18,8 @@ from berth_server import errors
 from berth_server.protos import batching_pb2
 
 DEFAULT_THREAD_POOL_NAME = "batch_threads"
+# A version's own parameters under --enable_per_model_batching_parameters, as in TF Serving.
+MODEL_FILE_NAME = "batching_params.pbtxt"
 # What TF Serving names the pool when --enable_batching comes without a parameters file.
 MODEL_SERVER_THREAD_POOL_NAME = "model_server_batch_threads"
 
@@ -120,6 +122,26 @@ def for_server(path: str, *, default_threads: int) -> BatchingParameters:
         return read_file(path, default_threads=default_threads)
     return BatchingParameters(num_batch_threads=default_threads,
                               thread_pool_name=MODEL_SERVER_THREAD_POOL_NAME)
+
+
+def for_model(version_path: str | Path, server_params: BatchingParameters) -> BatchingParameters:
+    """A version's parameters (--enable_per_model_batching_parameters): its
+    `batching_params.pbtxt` when it has one, else the server's. Only the thread pool settings
+    always come from the server's: the batch threads are shared by every model."""
+    path = Path(version_path) / MODEL_FILE_NAME
+    if not path.is_file():
+        return server_params
+    try:
+        params = read_file(path, default_threads=server_params.num_batch_threads)
+    except errors.ServingError as error:
+        raise errors.invalid_argument(f"{path}: {error.message}") from None
+    return dataclasses.replace(params, num_batch_threads=server_params.num_batch_threads,
+                               thread_pool_name=server_params.thread_pool_name)
+
+
+def check_model_file(version_path: str | Path) -> None:
+    """Raise INVALID_ARGUMENT if the version has an invalid `batching_params.pbtxt`."""
+    for_model(version_path, BatchingParameters())
 
 
 def validate(params: BatchingParameters) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
+from typing import Any
 
 from berth_server import batch_tensors, batching_parameters, inference
 from berth_server.aspired_versions_manager import Lease
@@ -28,26 +30,44 @@ def _execute(key: _QueueKey, inputs: dict[str, object]) -> Tensors:
 
 
 class BatchingRunner:
-    """Runs plans in batches; `close()` stops the batch threads (pending requests fail)."""
+    """Runs plans in batches; `close()` stops the batch threads (pending requests fail).
+
+    With `per_model`, a version's `batching_params.pbtxt` (read once, on its first request)
+    sets the options of its queues; the threads stay shared.
+    """
 
     def __init__(self, params: batching_parameters.BatchingParameters, *,
-                 clock: Clock | None = None, metrics: BatchingRecorder | None = None) -> None:
+                 clock: Clock | None = None, metrics: BatchingRecorder | None = None,
+                 per_model: bool = False) -> None:
         self.scheduler = (BatchScheduler(params, _execute, metrics=metrics) if clock is None
                           else BatchScheduler(params, _execute, clock=clock, metrics=metrics))
-        self._pad = params.pad_variable_length_inputs
+        self._params = params
+        self._per_model = per_model
+        self._model_params: weakref.WeakKeyDictionary[
+            Any, batching_parameters.BatchingParameters] = weakref.WeakKeyDictionary()
         self._clock = self.scheduler.clock
 
     async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
+        servable = lease.servable
+        params = self._params_for(servable) if self._per_model else self._params
         inputs = plan.inputs
         size = batch_tensors.task_size(inputs)
         names = tuple(sorted(inputs))
-        key: _QueueKey = (lease.servable, plan.signature_name, names, tuple(plan.output_aliases),
-                          batch_tensors.shape_key(inputs, names, pad_variable_length=self._pad))
+        key: _QueueKey = (servable, plan.signature_name, names, tuple(plan.output_aliases),
+                          batch_tensors.shape_key(
+                              inputs, names, pad_variable_length=params.pad_variable_length_inputs))
         deadline = self._clock() + timeout_ms / 1000 if timeout_ms > 0 else math.inf
         future: asyncio.Future[inference.Outputs] = asyncio.get_running_loop().create_future()
-        self.scheduler.schedule(key, inputs, size, deadline, future)
+        self.scheduler.schedule(key, inputs, size, deadline, future, params)
         return await future
+
+    def _params_for(self, servable: SavedModel) -> batching_parameters.BatchingParameters:
+        params = self._model_params.get(servable)
+        if params is None:
+            params = batching_parameters.for_model(servable.path, self._params)
+            self._model_params[servable] = params
+        return params
 
     def close(self) -> None:
         self.scheduler.close()
@@ -67,4 +87,4 @@ def from_options(opts: ServerOptions, *,
     threads = batching_parameters.default_num_batch_threads(gpu_count())
     return BatchingRunner(batching_parameters.for_server(opts.batching_parameters_file,
                                                          default_threads=threads),
-                          metrics=metrics)
+                          metrics=metrics, per_model=opts.enable_per_model_batching_parameters)

@@ -22,6 +22,7 @@ import uvicorn
 
 from berth_server import (
     aspired_versions_manager,
+    batching_parameters,
     batching_runner,
     errors,
     grpc_api,
@@ -56,6 +57,9 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
         intra_op=intra, inter_op=inter, gpu_memory_fraction=opts.per_process_gpu_memory_fraction)
 
     def load(servable_id: ServableId) -> saved_model_runtime.SavedModel:
+        if opts.enable_batching and opts.enable_per_model_batching_parameters:
+            # As in TF Serving, an invalid batching_params.pbtxt fails the version's load.
+            batching_parameters.check_model_file(servable_id.path)
         model = saved_model_runtime.SavedModel(servable_id.path, tags=opts.tags, config=config)
         if opts.enable_model_warmup:
             started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -174,3 +175,39 @@ def test_tf_servings_batching_metrics_move(server: ServerProcess) -> None:
     assert metric(server, prefix + r'padding_size_count\{execution_batch_size="4"\}') >= 1
     pool = r'\{thread_pool_name="batch_threads"\}'
     assert metric(server, prefix + "queuing_latency_count" + pool) >= 1
+
+
+def test_per_model_batching_parameters_come_from_the_version_directory(
+        tmp_path: Path, exported_models: Path, start_server: Callable[..., ServerProcess],
+        ) -> None:
+    base = tmp_path / "small"
+    version = Path(shutil.copytree(exported_models / "half_plus_two" / "123", base / "1"))
+    (version / "batching_params.pbtxt").write_text("max_batch_size { value: 2 }")
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "small" base_path: "{base}" '
+        'model_platform: "tensorflow" } config { name: "half_plus_three" '
+        f'base_path: "{exported_models / "half_plus_three"}" model_platform: "tensorflow" }} }}')
+    server = start_server(f"--model_config_file={config}", "--enable_batching",
+                          f"--batching_parameters_file={write(tmp_path, BATCHING)}",
+                          "--enable_per_model_batching_parameters")
+    with pytest.raises(grpc.RpcError) as raised:
+        server.predict.Predict(half_plus("small", [1.0, 2.0, 3.0]), timeout=30)
+    assert raised.value.details() == "Task size 3 is larger than maximum batch size 2"
+    reply = server.predict.Predict(half_plus("small", [1.0, 2.0]), timeout=30)
+    assert tf.make_ndarray(reply.outputs["y"]).tolist() == [2.5, 3.0]
+    reply = server.predict.Predict(half_plus("half_plus_three", [1.0, 2.0, 3.0]), timeout=30)
+    assert tf.make_ndarray(reply.outputs["y"]).tolist() == [3.5, 4.0, 4.5]
+
+
+def test_an_invalid_per_model_file_fails_that_versions_load(
+        tmp_path: Path, exported_models: Path, start_server: Callable[..., ServerProcess],
+        ) -> None:
+    base = tmp_path / "broken"
+    version = Path(shutil.copytree(exported_models / "half_plus_two" / "123", base / "1"))
+    (version / "batching_params.pbtxt").write_text("max_batch_size { value: 0 }")
+    server = start_server("--model_name=broken", f"--model_base_path={base}",
+                          "--enable_batching", "--enable_per_model_batching_parameters",
+                          "--max_num_load_retries=0", wait=False)
+    assert server.process.wait(timeout=120) == 1
+    assert "max_batch_size must be positive; was 0" in server.log()

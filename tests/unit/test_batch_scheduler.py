@@ -355,3 +355,22 @@ def test_tf_servings_batching_metrics_are_recorded(model: Model) -> None:
         assert recorder.latencies[0] == (0.0, "pool") and len(recorder.latencies) == 3
 
     run(scheduler, main)
+
+
+def test_each_queue_keeps_the_options_it_was_created_with(model: Model) -> None:
+    scheduler = make(model, max_batch_size=8)
+    small = BatchingParameters(max_batch_size=2, allowed_batch_sizes=(2,))
+
+    async def main() -> None:
+        with pytest.raises(errors.ServingError, match="Task size 3 is larger than maximum batch "
+                                                      "size 2"):
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            scheduler.schedule("small", {"x": np.ones(3, np.float32)}, 3, math.inf, future,
+                               small)
+        future = asyncio.get_running_loop().create_future()
+        scheduler.schedule("small", {"x": np.ones(1, np.float32)}, 1, math.inf, future, small)
+        assert (await future)["y"].tolist() == [2.0]
+        assert (await submit(scheduler, [1.0] * 3, key="big"))["y"].tolist() == [2.0] * 3
+        assert [len(rows) for _, rows in model.batches] == [2, 3]  # padded to 2, not padded
+
+    run(scheduler, main)

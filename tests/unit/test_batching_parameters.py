@@ -107,3 +107,28 @@ def test_a_file_is_read_and_a_missing_one_is_a_clear_error(tmp_path: Path) -> No
 def test_one_batch_thread_per_gpu_when_there_are_gpus() -> None:
     assert batching_parameters.default_num_batch_threads(2) == 2
     assert batching_parameters.default_num_batch_threads(0) >= 1
+
+
+def test_a_version_without_its_own_file_uses_the_servers_parameters(tmp_path: Path) -> None:
+    server = parse("max_batch_size { value: 16 }")
+    assert batching_parameters.for_model(tmp_path, server) is server
+
+
+def test_a_versions_own_file_sets_its_queues_but_not_the_shared_threads(tmp_path: Path) -> None:
+    server = parse("max_batch_size { value: 16 } num_batch_threads { value: 3 } "
+                   'thread_pool_name { value: "shared" }')
+    (tmp_path / "batching_params.pbtxt").write_text(
+        "max_batch_size { value: 4 } batch_timeout_micros { value: 10 } "
+        "num_batch_threads { value: 9 }")
+    params = batching_parameters.for_model(tmp_path, server)
+    assert (params.max_batch_size, params.batch_timeout_micros) == (4, 10)
+    assert (params.num_batch_threads, params.thread_pool_name) == (3, "shared")
+
+
+def test_an_invalid_version_file_is_invalid_argument_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "batching_params.pbtxt").write_text("max_batch_size { value: -1 }")
+    with pytest.raises(errors.ServingError) as raised:
+        batching_parameters.check_model_file(tmp_path)
+    assert raised.value.code == errors.Code.INVALID_ARGUMENT
+    assert raised.value.message == (f"{tmp_path / 'batching_params.pbtxt'}: "
+                                    "max_batch_size must be positive; was -1")

@@ -24,6 +24,8 @@ RECORDED_METHODS = frozenset(("Predict", "Classify", "Regress"))
 class RecordingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, observer: RequestObserver) -> None:
         self._observer = observer
+        # The services' handlers are fixed objects: wrap each once, not once per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
             self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -31,13 +33,18 @@ class RecordingInterceptor(grpc.aio.ServerInterceptor):
             handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         if (handler is None or not method.startswith(_SERVICE) or handler.unary_unary is None
                 or method[len(_SERVICE):] not in RECORDED_METHODS):
             return handler
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             self._recorded(method[len(_SERVICE):], handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _recorded(self, api: str, behavior: Callable[..., Awaitable[Any]],
                   ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:

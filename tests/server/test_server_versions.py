@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import busy_model
 import grpc
 import pytest
+import tensorflow as tf
 from google.protobuf import text_format
 from server_http import get, post
-from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import model_management_pb2, predict_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 if TYPE_CHECKING:
@@ -187,6 +189,35 @@ class TestNewAndRemovedVersions:
             404,
             "Servable not found for request: Specific(m, 2)",
         )
+
+
+    def test_an_in_flight_request_finishes_on_the_version_it_started_on(
+            self, start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+        base = tmp_path / "busy"
+        busy_model.export_busy_model(base, matmuls=5000, version=1)  # seconds per request
+        server = serve_base(start_server, base)
+        slow: dict[str, Any] = {}
+
+        def slow_request() -> None:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "m"
+            request.inputs["x"].CopyFrom(tf.make_tensor_proto([7.0], dtype=tf.float32))
+            slow["response"] = server.predict.Predict(request, timeout=120)
+            slow["finished"] = time.monotonic()
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.5)
+        busy_model.export_busy_model(base, matmuls=1, version=2)
+        wait_for(lambda: states(server).get(2, ("",))[0] == "AVAILABLE", what="version 2")
+        version_2_serving = time.monotonic()
+        old_state = states(server)[1][0]
+        thread.join(timeout=120)
+        assert slow["finished"] > version_2_serving, "the slow request ended before the swap"
+        assert old_state == "UNLOADING"  # waiting for the request it still serves
+        assert slow["response"].model_spec.version.value == 1
+        assert slow["response"].outputs["y"].float_val == [7.0]
+        wait_for(lambda: states(server)[1][0] == "END", what="version 1 to unload")
 
 
 class TestHalfWrittenVersions:

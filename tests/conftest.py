@@ -14,10 +14,10 @@ def control_plane(
 ) -> Iterator[kube_control_plane.ControlPlane]:
     """One control plane per test session: starting one costs seconds, a namespace costs nothing.
 
-    Skips (with the fix in the reason) when the binaries are not built; `make test` builds them.
+    Fails (with the fix in the message) when the binaries are not built; `make test` builds them.
     """
     if missing := kube_control_plane.missing_artifacts(kube_control_plane.default_bin_dir()):
-        pytest.skip(f"missing {', '.join(missing)}: run `make k8s-bins`")
+        pytest.fail(f"missing {', '.join(missing)}: run `make k8s-bins`")
     plane = kube_control_plane.start(work_dir=tmp_path_factory.mktemp("control-plane"))
     try:
         yield plane

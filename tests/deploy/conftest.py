@@ -13,7 +13,7 @@ import pytest
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for helm without a cluster: its cache/config/data kept out of $HOME."""
     if not os.access(helm_harness.helm_binary(), os.X_OK):
-        pytest.skip(f"no helm in {helm_harness.helm_binary().parent}: run `make k8s-bins`")
+        pytest.fail(f"no helm in {helm_harness.helm_binary().parent}: run `make k8s-bins`")
     home = tmp_path_factory.mktemp("helm-home")
     env = dict(os.environ)
     for kind in ("CACHE", "CONFIG", "DATA"):

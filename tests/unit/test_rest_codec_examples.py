@@ -18,7 +18,7 @@ def decode(body: bytes) -> ExamplesInput:
 
 def features(serialized: bytes) -> dict[str, tuple[str | None, list[Any]]]:
     """Parse with TensorFlow's own Example message: {name: (kind, values)}."""
-    example_pb2 = pytest.importorskip("tensorflow.core.example.example_pb2")
+    from tensorflow.core.example import example_pb2
     example = example_pb2.Example.FromString(serialized)
     result: dict[str, tuple[str | None, list[Any]]] = {}
     for name, feature in example.features.feature.items():

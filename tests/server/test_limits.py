@@ -182,3 +182,37 @@ def test_at_twice_capacity_the_excess_is_refused_fast_and_memory_stays_flat(
     started = time.monotonic()
     server.predict.Predict(request, timeout=60)  # recovers at once
     assert time.monotonic() - started < 5
+
+
+def test_rest_at_twice_capacity_answers_the_excess_with_503_fast(
+        tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
+    busy_model.export_busy_model(tmp_path / "busy")
+    server = start_server(f"--model_base_path={tmp_path / 'busy'}", "--model_name=busy",
+                          "--max_inflight_requests=4")
+    body = json.dumps({"instances": [1.0, 2.0]})
+
+    def one() -> tuple[int, float, bytes]:
+        started = time.monotonic()
+        reply = post(server.rest_port, "/v1/models/busy:predict", body)
+        return reply.status, time.monotonic() - started, reply.body
+
+    deadline = time.monotonic() + 3
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: sum(1 for _ in iter(
+            lambda: time.monotonic() < deadline and one()[0] == 200, False)), range(4)))
+    capacity = sum(counts) / 3
+    results: list[concurrent.futures.Future[tuple[int, float, bytes]]] = []
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        started = time.monotonic()
+        while (now := time.monotonic()) - started < 5:
+            while len(results) < int((now - started) * 2 * capacity) + 1:
+                results.append(pool.submit(one))
+            time.sleep(0.002)
+    answers = [future.result() for future in results]
+    statuses = {status for status, _, _ in answers}
+    assert statuses <= {200, 503}, statuses
+    refused = sorted(seconds for status, seconds, _ in answers if status == 503)
+    assert len(refused) >= len(answers) // 5, (capacity, len(answers), len(refused))
+    assert all(b"overloaded" in body for status, _, body in answers if status == 503)
+    assert refused[len(refused) // 2] < 1.0, refused[len(refused) // 2]
+    assert one()[0] == 200  # recovers at once

@@ -35,6 +35,9 @@ class RunResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    completed: int
+    """Good answers in the run; fewer than the concurrency means the window was too short for
+    this server at this load, and the row says so instead of quoting a rate."""
     loadgen_cpu_share: float
     """Load generator CPU seconds per wall second (1.0 = its whole core)."""
     server_cpu_share: float
@@ -116,7 +119,7 @@ def _h2load(load: Load, seconds: float, cpu: int, server_pid: int) -> RunResult:
     errors = int(done.group(1)) - min(succeeded, good)
     return RunResult(float(rps.group(1)) * (min(succeeded, good) / max(succeeded, 1)),
                      _percentile(micros, 0.5) / 1e3, _percentile(micros, 0.99) / 1e3, errors,
-                     cpu_s / wall, server_s[0] / wall, server_s[1] / wall)
+                     min(succeeded, good), cpu_s / wall, server_s[0] / wall, server_s[1] / wall)
 
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -146,11 +149,12 @@ def _wrk(load: Load, seconds: float, cpu: int, server_pid: int) -> RunResult:
     errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout):? (\d+)", text))
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", text)
     errors += sum(int(n) for n in socket.groups()) if socket else 0
-    requests = re.search(r"(\d+) requests in", text)
-    good_share = 1 - errors / max(int(requests.group(1)), 1) if requests else 1.0
+    found = re.search(r"(\d+) requests in", text)
+    requests = int(found.group(1)) if found else 0
+    good_share = 1 - errors / max(requests, 1)
     return RunResult(float(rps.group(1)) * max(good_share, 0.0), _wrk_ms(text, "50%"),
-                     _wrk_ms(text, "99%"), errors, cpu_s / wall, server_s[0] / wall,
-                     server_s[1] / wall)
+                     _wrk_ms(text, "99%"), errors, max(requests - errors, 0), cpu_s / wall,
+                     server_s[0] / wall, server_s[1] / wall)
 
 
 def run_once(load: Load, seconds: float, *, cpu: int, server_pid: int) -> RunResult:
@@ -165,5 +169,6 @@ def median_of(results: list[RunResult]) -> RunResult:
         return statistics.median(getattr(r, field) for r in results)
 
     return RunResult(med("requests_per_second"), med("p50_ms"), med("p99_ms"),
-                     sum(r.errors for r in results), med("loadgen_cpu_share"),
+                     sum(r.errors for r in results), min(r.completed for r in results),
+                     med("loadgen_cpu_share"),
                      med("server_cpu_share"), med("server_wait_share"))

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 def _lines(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     lines: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
+        if row["completed"] < row["concurrency"]:  # window too short: no rate to plot
+            continue
         lines.setdefault(f"{row['server']} {row['transport']}", []).append(row)
     return lines
 
@@ -36,8 +38,12 @@ def draw(results: dict[str, Any], path: Path) -> None:
             (p50,) = latency.plot(x, [r["p50_ms"] for r in points], marker="o", label=label)
             latency.plot(x, [r["p99_ms"] for r in points], marker="x", linestyle="--",
                          color=p50.get_color())
-        best = results["models"][model]["inprocess"]["best"]["rows_per_second"]
-        throughput.axhline(best, color="black", linestyle=":", label="in-process best rows/s")
+        inproc = results["models"][model]["inprocess"]
+        batch1 = max(r["rows_per_second"] for r in inproc["rows"] if r["batch"] == 1)
+        throughput.axhline(batch1, color="grey", linestyle=":", label="in-process batch 1")
+        if model != "mlp":  # the MLP's best is a batch of 1024: off the chart, no yardstick
+            throughput.axhline(inproc["best"]["rows_per_second"], color="black", linestyle=":",
+                               label="in-process best rows/s")
         throughput.set(title=f"{model}: throughput", xlabel="concurrent clients",
                        ylabel="requests/s", xscale="log", yscale="log")
         latency.set(title=f"{model}: latency (p50 solid, p99 dashed)",

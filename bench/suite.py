@@ -98,7 +98,7 @@ def _series(server: servers.Server, label: str, transport: str, batching: bool |
                    for _ in range(settings.runs)]
         row = dataclasses.asdict(load.median_of(results))
         row.update(server=label, transport=transport, batching=batching, concurrency=concurrency)
-        _log(f"  {label:<24} {transport:<4} c={concurrency:<3} "
+        _log(f"  {label:<24} {transport:<4} c={concurrency:<3} {row['completed']:6} done "
              f"{row['requests_per_second']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
              f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  "
              f"load-gen CPU {row['loadgen_cpu_share']:.0%}")
@@ -134,11 +134,18 @@ def berth(spec: models.ModelSpec, batching: bool, settings: Settings, paths: Pat
     with servers.running(f"{spec.name}-{label}", command, cpu=SERVER_CPU,
                          logs_dir=paths.logs_dir, grpc_port=grpc_port, rest_port=rest_port,
                          ready=servers.berth_available(rest_port, spec.name)) as server:
-        started = {"start_to_available_seconds": server.start_to_ready_seconds}
         _log(f"  AVAILABLE after {server.start_to_ready_seconds:.2f} s")
+        payloads = models.Payloads.under(paths.models_dir, spec.name)
+        probe.grpc_response_bytes(server.grpc_port, payloads.grpc_frame)
+        probe.rest_predictions(server.rest_port, f"/v1/models/{spec.name}:predict",
+                               payloads.rest_body)
+        # Measured before the load: what it takes to hold the model and answer, comparable
+        # with the bare process (which has made a few calls too); load adds buffers later.
+        started = {"start_to_available_seconds": server.start_to_ready_seconds,
+                   "rss_bytes_after_one_request": server.rss_bytes}
         rows = list(_series(server, label, "grpc", batching, spec, settings, paths))
-        started["rss_bytes_after_first_requests"] = server.rss_bytes
         rows += _series(server, label, "rest", batching, spec, settings, paths)
+        started["rss_bytes_after_load"] = server.rss_bytes
         started["peak_rss_bytes"] = server.peak_rss_bytes
     return rows, started
 

@@ -81,7 +81,7 @@ def _startup(results: dict[str, Any], model: str) -> dict[str, Any]:
 
 def _memory(results: dict[str, Any], model: str) -> dict[str, Any]:
     entry = results["models"][model]
-    berth = entry["berth_batching_off"]["rss_bytes_after_first_requests"] / MIB
+    berth = entry["berth_batching_off"]["rss_bytes_after_one_request"] / MIB
     bare = entry["inprocess"]["rss_bytes"] / MIB
     return _target(f"{model}: RSS <= bare Python process holding the model + 80 MB",
                    f"{berth:.0f} MiB vs bare {bare:.0f} MiB", f"<= {bare + 80:.0f} MiB",

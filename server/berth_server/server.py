@@ -79,13 +79,15 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
 
 
 def _grpc_options(opts: ServerOptions) -> list[tuple[str, int | str]]:
-    max_receive = opts.max_request_size_bytes or _INT32_MAX
-    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", max_receive),
-                                            ("grpc.max_send_message_length", _INT32_MAX)]
+    # SO_REUSEPORT off: a second server on the same port fails to start instead of silently
+    # sharing its connections (--grpc_channel_arguments=grpc.so_reuseport=1 restores it).
+    options: dict[str, int | str] = {
+        "grpc.max_receive_message_length": opts.max_request_size_bytes or _INT32_MAX,
+        "grpc.max_send_message_length": _INT32_MAX, "grpc.so_reuseport": 0}
     for pair in filter(None, opts.grpc_channel_arguments.split(",")):
         key, _, value = pair.partition("=")
-        options.append((key.strip(), int(value) if value.strip().lstrip("-").isdigit() else value))
-    return options
+        options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    return list(options.items())
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -171,10 +173,13 @@ async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
         await grpc_health.add_service(server)
     for address in ([f"[::]:{opts.port}"] if opts.port else []) + (
             [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):
-        if tls_config is not None:
-            server.add_secure_port(address, tls_config.grpc_credentials())
-        else:
-            server.add_insecure_port(address)
+        try:
+            if tls_config is not None:
+                server.add_secure_port(address, tls_config.grpc_credentials())
+            else:
+                server.add_insecure_port(address)
+        except RuntimeError as error:  # grpc's "Failed to bind to address ..."
+            raise errors.ServingError(errors.Code.UNAVAILABLE, str(error)) from None
     await server.start()
     return server
 

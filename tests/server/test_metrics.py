@@ -91,9 +91,17 @@ def test_failed_requests_are_counted_by_status_but_not_timed(server: ServerProce
     assert post(server.rest_port, "/v1/models/missing:predict", {"instances": [1]}).status == 404
     with pytest.raises(grpc.RpcError):
         grpc_predict(server, "missing")
-    samples = scrape(server)
-    assert value(samples, ":tensorflow:serving:request_count", model_name="missing",
-                 status="NOT_FOUND") == 2
+    # grpc.aio puts an aborted call's status on the wire before the handler's `finally` runs,
+    # so the count may trail the client's error by a moment.
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(server)
+        count = value(samples, ":tensorflow:serving:request_count", model_name="missing",
+                      status="NOT_FOUND")
+        if count == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert count == 2
     assert value(samples, ":tensorflow:serving:request_latency_count", model_name="missing") == 0
 
 

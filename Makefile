@@ -65,6 +65,10 @@ test: $(STAMP) lint lint-docker protos-check k8s-bins
 	@echo ">> pytest"
 	$(BIN)/pytest -q -ra
 
+fuzz: $(STAMP)
+	@echo ">> fuzzing REST and gRPC with 120,000 generated inputs (about 20 minutes)"
+	BERTH_FUZZ_EXAMPLES=40000 $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 tests/server/test_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

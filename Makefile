@@ -8,7 +8,7 @@ MODELS := build/models
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 
-.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins chart-crds cluster bench clean
+.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins chart-crds cluster bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@echo ">> creating virtualenv $(VENV) and installing berth[server,operator,dev]"

@@ -43,8 +43,9 @@ class RunResult:
     server_cpu_share: float
     """Server CPU seconds per wall second during the run (all its threads)."""
     server_wait_share: float
-    """Seconds the server's threads were runnable but not running, per wall second: high when
-    something else on the machine holds the server's core, which makes the row read low."""
+    """Seconds the server's threads were runnable but not running, summed over its threads, per
+    wall second: its own threads queueing for its one core count, and so does any other process
+    on that core (a busy machine makes the row read low)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Ratios are computed here, from rows of the same run only: "x ceiling" divides by the do-nothing
 server of the same transport at the same concurrency, "x peer" by the peer's REST row, and
 "x in-process" by the best in-process rows/s of the same model on the same core.
-"Server CPU wait" is the time the server was runnable while something else held its core: where
-it is high the machine was busy and the row reads low.
+"Server CPU wait" is the time the server's threads were runnable but not running, summed over
+its threads: its own threads queueing for its one core, plus any other process on that core.
 """
 
 from __future__ import annotations
@@ -91,7 +91,11 @@ def render(results: dict[str, Any]) -> str:
              f"{machine['wrk']} (REST); peer: {machine['peer']}.", "",
              f"Each row: batch-1 requests, the median of {settings['runs']} runs of "
              f"{settings['seconds']:g} s after a {settings['warmup_seconds']:g} s warm-up. "
-             f"Whole run: {results['elapsed_seconds'] / 60:.1f} min.", "", "## Targets", ""]
+             f"Whole run: {results['elapsed_seconds'] / 60:.1f} min. Load-gen CPU: the load "
+             "tool's share of its core. Server CPU / CPU wait: CPU seconds per second over all "
+             "its threads, and seconds they were runnable but not running (its own threads "
+             "queueing for its one core count, as does anything else on it).", "",
+             "## Targets", ""]
     lines += _table(["target", "measured", "goal", "reached"],
                     [[t["target"], t["measured"], t["goal"], t["reached"]]
                      for t in results["targets"]])

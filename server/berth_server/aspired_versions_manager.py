@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LoadFn = Callable[[ServableId], Servable]
 Fingerprint = Callable[[Path], object]
+StateHook = Callable[[ServableId, State], None]
 
 
 @dataclasses.dataclass(eq=False)
@@ -71,7 +72,7 @@ class AspiredVersionsManager:
     def __init__(self, load_fn: LoadFn, executor: Executor, *, max_load_retries: int,
                  load_retry_interval_seconds: float,
                  fingerprint: Fingerprint = storage_path_source.fingerprint,
-                 on_change: Callable[[ServableId, State], None] | None = None) -> None:
+                 on_change: StateHook | None = None) -> None:
         self._load_fn = load_fn
         self._executor = executor
         self._max_load_retries = max(0, max_load_retries)

@@ -16,9 +16,8 @@ import ssl
 import tempfile
 
 import grpc
-from google.protobuf import text_format
 
-from berth_server import errors
+from berth_server import errors, text_protos
 from berth_server.protos import ssl_pb2
 
 
@@ -52,14 +51,8 @@ class TlsConfig:
 def read(config_file: str) -> TlsConfig | None:
     if not config_file:
         return None
-    try:
-        with open(config_file) as handle:
-            config = text_format.Parse(handle.read(), ssl_pb2.SSLConfig())
-    except OSError as error:
-        raise errors.invalid_argument(f"Could not read {config_file}: {error}") from None
-    except text_format.ParseError as error:
-        raise errors.invalid_argument(
-            f"Error parsing text-format tensorflow.serving.SSLConfig: {error}") from None
+    config = text_protos.read_file(config_file, ssl_pb2.SSLConfig(),
+                                   type_name="tensorflow.serving.SSLConfig")
     if not config.server_key or not config.server_cert:
         raise errors.invalid_argument("SSLConfig needs both server_key and server_cert")
     if config.client_verify and not config.custom_ca:

@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from berth_server import batching_parameters, batching_runner, inference, predictor
+from berth_server.batching import parameters as batching_parameters
+from berth_server.batching import runner as batching_runner
+from berth_server.servables import inference
+from berth_server.service import predictor
 
 REPEATS = 5
 TOTAL_REQUESTS = 30_000
@@ -86,12 +89,12 @@ def _batching(timeout_micros: int) -> Callable[[], tuple[predictor.Runner, Close
 
 
 def _mlp_servable() -> Any:
-    from berth_server import saved_model_runtime
+    from berth_server.servables import saved_model
     from examples import export_models
 
     path = export_models.export_mlp(Path(tempfile.mkdtemp(prefix="berth-bench-")) / "mlp")
-    return saved_model_runtime.SavedModel(path, tags=["serve"], config=(
-        saved_model_runtime.session_config(intra_op=0, inter_op=0, gpu_memory_fraction=0)))
+    return saved_model.SavedModel(path, tags=["serve"], config=(
+        saved_model.session_config(intra_op=0, inter_op=0, gpu_memory_fraction=0)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

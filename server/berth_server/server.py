@@ -21,28 +21,23 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import uvicorn
 
-from berth_server import (
-    aspired_versions_manager,
-    batching_parameters,
-    batching_runner,
-    errors,
-    grpc_api,
-    grpc_observe,
-    grpc_stream,
-    log_format,
-    model_config,
-    predictor,
-    rest_api,
-    rest_front,
-    saved_model_runtime,
-    server_core,
-    tls,
-    warmup,
-)
-from berth_server.metrics import Metrics
-from berth_server.observability import Observability
+from berth_server import errors
+from berth_server.batching import parameters as batching_parameters
+from berth_server.batching import runner as batching_runner
+from berth_server.config import model_config, tls
+from berth_server.core import aspired_versions_manager, server_core
+from berth_server.core.servable_state import ServableId, State
+from berth_server.observability import log_format
+from berth_server.observability.metrics import Metrics
+from berth_server.observability.parts import Observability
 from berth_server.options import ServerOptions
-from berth_server.servable_state import ServableId, State
+from berth_server.rest import api as rest_api
+from berth_server.rest import front as rest_front
+from berth_server.rpc import interceptor as rpc_interceptor
+from berth_server.rpc import services as rpc_services
+from berth_server.rpc import streaming as rpc_streaming
+from berth_server.servables import saved_model, warmup
+from berth_server.service import predictor
 
 log = logging.getLogger("berth_server")
 
@@ -54,14 +49,14 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
     intra, inter = opts.tensorflow_intra_op_parallelism, opts.tensorflow_inter_op_parallelism
     if opts.tensorflow_session_parallelism > 0:
         intra = inter = opts.tensorflow_session_parallelism
-    config = saved_model_runtime.session_config(
+    config = saved_model.session_config(
         intra_op=intra, inter_op=inter, gpu_memory_fraction=opts.per_process_gpu_memory_fraction)
 
-    def load(servable_id: ServableId) -> saved_model_runtime.SavedModel:
+    def load(servable_id: ServableId) -> saved_model.SavedModel:
         if opts.enable_batching and opts.enable_per_model_batching_parameters:
             # As in TF Serving, an invalid batching_params.pbtxt fails the version's load.
             batching_parameters.check_model_file(servable_id.path)
-        model = saved_model_runtime.SavedModel(servable_id.path, tags=opts.tags, config=config)
+        model = saved_model.SavedModel(servable_id.path, tags=opts.tags, config=config)
         if opts.enable_model_warmup:
             started = time.perf_counter()
             try:
@@ -179,15 +174,15 @@ async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
                       observability: Observability, tls_config: tls.TlsConfig | None,
                       ) -> grpc.aio.Server:
     server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
-        grpc_observe.RecordingInterceptor(observability.observer)])
-    grpc_api.add_services(server, the_predictor,
+        rpc_interceptor.RecordingInterceptor(observability.observer)])
+    rpc_services.add_services(server, the_predictor,
                           tensor_content_outputs=opts.enable_serialization_as_tensor_content)
-    grpc_stream.add_service(server, the_predictor,
+    rpc_streaming.add_service(server, the_predictor,
                             tensor_content_outputs=opts.enable_serialization_as_tensor_content)
     if opts.enable_grpc_healthcheck_service:
-        from berth_server import grpc_health
+        from berth_server.rpc import health as rpc_health
 
-        await grpc_health.add_service(server)
+        await rpc_health.add_service(server)
     for address in ([f"[::]:{opts.port}"] if opts.port else []) + (
             [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):
         try:

@@ -19,7 +19,10 @@ import tensorflow as tf
 from server_http import post
 from tensorflow_serving.apis import predict_pb2
 
-from berth_server import admission, errors, inference, metrics
+from berth_server import errors
+from berth_server.observability import metrics
+from berth_server.servables import inference
+from berth_server.service import admission
 
 if TYPE_CHECKING:
     from conftest import ServerProcess

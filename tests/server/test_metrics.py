@@ -15,7 +15,8 @@ import tensorflow as tf
 from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
 
-from berth_server import metrics, metrics_text, request_observer, request_record, rest_front
+from berth_server.observability import exposition, metrics, request_observer, request_record
+from berth_server.rest import front as rest_front
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
@@ -150,7 +151,7 @@ def test_a_custom_metrics_path_is_served(tmp_path: Path, exported_models: Path,
 def test_exposition_escapes_label_values_and_formats_bounds() -> None:
     registry = metrics.Metrics()
     registry.record_request('we"ird\\name', "OK", "predict", "REST", 2e9)
-    text = metrics_text.render(registry.registry).decode()
+    text = exposition.render(registry.registry).decode()
     assert ':tensorflow:serving:request_count{model_name="we\\"ird\\\\name",status="OK"} 1' in text
     assert 'le="1.47476e+09"} 0' in text
     assert 'le="+Inf"} 1' in text

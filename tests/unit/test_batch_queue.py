@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from berth_server import errors
-from berth_server.batch_queue import BatchQueue, Task
-from berth_server.batching_parameters import BatchingParameters
+from berth_server.batching.batch_queue import BatchQueue, Task
+from berth_server.batching.parameters import BatchingParameters
 
 Loop = asyncio.AbstractEventLoop
 

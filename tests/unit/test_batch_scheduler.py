@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from berth_server import errors
-from berth_server.batch_scheduler import BatchScheduler
-from berth_server.batching_parameters import BatchingParameters
+from berth_server.batching.parameters import BatchingParameters
+from berth_server.batching.scheduler import BatchScheduler
 
 
 class FakeClock:

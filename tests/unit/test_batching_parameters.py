@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from berth_server import batching_parameters, errors
+from berth_server import errors
+from berth_server.batching import parameters as batching_parameters
 
 
 def parse(text: str) -> batching_parameters.BatchingParameters:

@@ -18,8 +18,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from berth_server import errors, grpc_stream, inference
+from berth_server import errors
 from berth_server.protos import streaming_pb2_grpc
+from berth_server.rpc import streaming as rpc_streaming
+from berth_server.servables import inference
 
 SIGNATURE = meta_graph_pb2.SignatureDef(
     inputs={"x": meta_graph_pb2.TensorInfo(name="x:0", dtype=tf.float32.as_datatype_enum)},
@@ -92,7 +94,7 @@ def serve(model: Model, test: Callable[[streaming_pb2_grpc.StreamingPredictionSe
                                        Awaitable[None]]) -> None:
     async def main() -> None:
         server = grpc.aio.server()
-        grpc_stream.add_service(server, FakePredictor(model),  # type: ignore[arg-type]
+        rpc_streaming.add_service(server, FakePredictor(model),  # type: ignore[arg-type]
                                 tensor_content_outputs=False)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -159,14 +161,14 @@ def test_a_stream_runs_at_most_the_in_flight_bound_and_then_stops_reading() -> N
         model.gate.clear()
         values = [float(v) for v in range(500)]
         call = stub.PredictStream(requests(values))
-        await until(lambda: model.running == grpc_stream.MAX_IN_FLIGHT_PER_STREAM,
+        await until(lambda: model.running == rpc_streaming.MAX_IN_FLIGHT_PER_STREAM,
                     "the stream to fill its in-flight bound")
         await asyncio.sleep(0.2)  # nothing more is started while the bound is reached
-        assert model.running == grpc_stream.MAX_IN_FLIGHT_PER_STREAM
+        assert model.running == rpc_streaming.MAX_IN_FLIGHT_PER_STREAM
         model.gate.set()
         answers = [a async for a in call]
         assert [y(a) for a in answers] == [[2 * v] for v in values]
-        assert model.most_running == grpc_stream.MAX_IN_FLIGHT_PER_STREAM
+        assert model.most_running == rpc_streaming.MAX_IN_FLIGHT_PER_STREAM
 
     serve(model, test)
 

@@ -9,16 +9,17 @@ import numpy as np
 import orjson
 import pytest
 
-from berth_server import errors, rest_codec, rest_tensor
-from berth_server.rest_json import parse_body
+from berth_server import errors
+from berth_server.rest import json_tensor, predict_request
+from berth_server.rest.json_body import parse_body
 
 FLOAT, DOUBLE, INT32, UINT8, INT16, INT8, STRING = 1, 2, 3, 4, 5, 6, 7
 INT64, BOOL, HALF, UINT32, UINT64 = 9, 10, 19, 22, 23
 
 
-def decode(body: bytes | dict[str, Any], dtypes: dict[str, int]) -> rest_codec.PredictInputs:
+def decode(body: bytes | dict[str, Any], dtypes: dict[str, int]) -> predict_request.PredictInputs:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return rest_codec.decode_predict_request(parse_body(raw), dtypes)
+    return predict_request.decode_predict_request(parse_body(raw), dtypes)
 
 
 def error_of(body: bytes | dict[str, Any], dtypes: dict[str, int]) -> errors.ServingError:
@@ -290,7 +291,7 @@ def test_b64_accepts_missing_padding_like_absl() -> None:
 
 
 def test_dtype_names_follow_datatype_string() -> None:
-    assert [rest_tensor.dtype_name(d) for d in (1, 2, 7, 19, 23, 99)] == [
+    assert [json_tensor.dtype_name(d) for d in (1, 2, 7, 19, 23, 99)] == [
         "float", "double", "string", "half", "uint64", "unknown dtype enum (99)"]
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from berth_server import errors
-from berth_server.rest_examples import ExamplesInput, decode_examples_request
-from berth_server.rest_json import parse_body
+from berth_server.rest.examples_request import ExamplesInput, decode_examples_request
+from berth_server.rest.json_body import parse_body
 
 
 def decode(body: bytes) -> ExamplesInput:

@@ -8,40 +8,41 @@ from typing import Any
 import orjson
 import pytest
 
-from berth_server import errors, rest_json
+from berth_server import errors
+from berth_server.rest import json_body
 
 
 def parse_error(body: bytes) -> str:
     with pytest.raises(errors.ServingError) as caught:
-        rest_json.parse_body(body)
+        json_body.parse_body(body)
     assert caught.value.code == errors.Code.INVALID_ARGUMENT
     return caught.value.message
 
 
 def test_parses_an_object() -> None:
-    assert rest_json.parse_body(b'{"instances": [1.0, 2]}') == {"instances": [1.0, 2]}
+    assert json_body.parse_body(b'{"instances": [1.0, 2]}') == {"instances": [1.0, 2]}
 
 
 def test_accepts_nan_and_infinity_tokens() -> None:
-    values = rest_json.parse_body(b'{"a": [NaN, Infinity, -Infinity, 1]}')["a"]
+    values = json_body.parse_body(b'{"a": [NaN, Infinity, -Infinity, 1]}')["a"]
     assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 1]
 
 
 @pytest.mark.parametrize("body", [b'{"a": 18446744073709551616}',
                                   b'{"a": 18446744073709551616, "b": NaN}'])
 def test_integers_beyond_uint64_become_doubles_on_both_paths(body: bytes) -> None:
-    value = rest_json.parse_body(body)["a"]
+    value = json_body.parse_body(body)["a"]
     assert type(value) is float and value == 2.0**64
 
 
 def test_keeps_undecodable_bytes_for_string_tensors() -> None:
-    text = rest_json.parse_body(b'{"a": "\xff\xfeok"}')["a"]
-    assert rest_json.to_bytes(text) == b"\xff\xfeok"
+    text = json_body.parse_body(b'{"a": "\xff\xfeok"}')["a"]
+    assert json_body.to_bytes(text) == b"\xff\xfeok"
 
 
 def test_lone_surrogate_escape_does_not_crash() -> None:
-    text = rest_json.parse_body(b'{"a": "\\ud800"}')["a"]
-    assert rest_json.to_bytes(text) == b"\xed\xa0\x80"
+    text = json_body.parse_body(b'{"a": "\\ud800"}')["a"]
+    assert json_body.to_bytes(text) == b"\xed\xa0\x80"
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -81,17 +82,17 @@ def test_a_body_that_is_not_an_object_is_rejected(body: bytes, shown: str) -> No
 
 
 def test_signature_name_defaults_to_empty_and_must_be_a_string() -> None:
-    assert rest_json.signature_name_of({}) == ""
-    assert rest_json.signature_name_of({"signature_name": "s"}) == "s"
+    assert json_body.signature_name_of({}) == ""
+    assert json_body.signature_name_of({"signature_name": "s"}) == "s"
     with pytest.raises(errors.ServingError) as caught:
-        rest_json.signature_name_of({"signature_name": ["s"]})
+        json_body.signature_name_of({"signature_name": ["s"]})
     assert caught.value.message == (
         'JSON Value: {\n    "signature_name": [\n        "s"\n    ]\n} not formatted correctly. '
         "'signature_name' key must be a string value.")
 
 
 def test_error_body() -> None:
-    body = rest_json.encode_error('Servable not found for request: Latest("half")')
+    body = json_body.encode_error('Servable not found for request: Latest("half")')
     assert orjson.loads(body) == {"error": 'Servable not found for request: Latest("half")'}
 
 
@@ -114,7 +115,7 @@ def test_error_body() -> None:
     (-math.inf, "-Infinity"),
 ])
 def test_values_are_shown_as_tf_serving_shows_them(value: Any, text: str) -> None:
-    assert rest_json.value_to_string(value) == text
+    assert json_body.value_to_string(value) == text
 
 
 @pytest.mark.parametrize(("value", "float32", "text"), [
@@ -132,7 +133,7 @@ def test_values_are_shown_as_tf_serving_shows_them(value: Any, text: str) -> Non
     (math.inf, True, "Infinity"),
 ])
 def test_write_decimal_matches_tf_serving(value: float, float32: bool, text: str) -> None:
-    assert rest_json.write_decimal(value, float32=float32) == text
+    assert json_body.write_decimal(value, float32=float32) == text
 
 
 @pytest.mark.parametrize(("value", "decoded"), [
@@ -141,7 +142,7 @@ def test_write_decimal_matches_tf_serving(value: float, float32: bool, text: str
     ({"b64": ""}, b""),
 ])
 def test_decode_b64(value: dict[str, Any], decoded: bytes) -> None:
-    assert rest_json.decode_b64(value) == decoded
+    assert json_body.decode_b64(value) == decoded
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -151,7 +152,7 @@ def test_decode_b64(value: dict[str, Any], decoded: bytes) -> None:
 ])
 def test_decode_b64_errors(value: dict[str, Any], message: str) -> None:
     with pytest.raises(errors.ServingError) as caught:
-        rest_json.decode_b64(value)
+        json_body.decode_b64(value)
     assert caught.value.message == message
 
 
@@ -159,4 +160,4 @@ def test_decode_b64_errors(value: dict[str, Any], message: str) -> None:
     ({"b64": "x"}, True), ({"b64": "x", "y": 1}, False), ({"b64": 1}, False), ("x", False),
 ])
 def test_b64_object_has_exactly_one_string_key(value: Any, is_b64: bool) -> None:
-    assert rest_json.is_b64_object(value) is is_b64
+    assert json_body.is_b64_object(value) is is_b64

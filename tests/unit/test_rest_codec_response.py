@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from berth_server import errors
-from berth_server.rest_response import (
+from berth_server.rest.response import (
     encode_classify_response,
     encode_predict_response,
     encode_regress_response,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from berth_server import admission, monitoring_config, runtime_metrics
-from berth_server.access_log import AccessLog
-from berth_server.metrics import Metrics
+from berth_server.config import monitoring_config
+from berth_server.observability.access_log import AccessLog
+from berth_server.observability.metrics import Metrics
+from berth_server.observability.request_observer import RequestObserver
 from berth_server.options import ServerOptions
-from berth_server.predictor import Runner
-from berth_server.request_observer import RequestObserver
+from berth_server.service import admission, runtime_metrics
+from berth_server.service.predictor import Runner
 
 log = logging.getLogger(__name__)
 

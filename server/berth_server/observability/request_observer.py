@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from berth_server import errors
-from berth_server import metrics as metrics_module
-from berth_server.access_log import AccessLog
-from berth_server.request_record import RequestRecord
+from berth_server.observability import metrics as metrics_module
+from berth_server.observability.access_log import AccessLog
+from berth_server.observability.request_record import RequestRecord
 
 _CODE_NAMES = {code: code.name for code in errors.Code}  # Enum.name is a slow property
 

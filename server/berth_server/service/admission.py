@@ -9,10 +9,11 @@ the `:berth:serving:queue_depth` gauge. Runs on the event loop only (no locks ne
 
 from __future__ import annotations
 
-from berth_server import errors, inference
-from berth_server.aspired_versions_manager import Lease
-from berth_server.metrics import Metrics
-from berth_server.predictor import Runner
+from berth_server import errors
+from berth_server.core.aspired_versions_manager import Lease
+from berth_server.observability.metrics import Metrics
+from berth_server.servables import inference
+from berth_server.service.predictor import Runner
 
 
 class AdmissionRunner:

@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from berth_server import batch_tensors, errors
-from berth_server.batch_queue import Batch, BatchQueue, Task
-from berth_server.batch_tensors import Tensors
-from berth_server.batching_parameters import BatchingParameters
+from berth_server import errors
+from berth_server.batching import tensors
+from berth_server.batching.batch_queue import Batch, BatchQueue, Task
+from berth_server.batching.parameters import BatchingParameters
+from berth_server.batching.tensors import Tensors
 
 Execute = Callable[[Any, dict[str, Any]], Tensors]
 Clock = Callable[[], float]
@@ -183,10 +184,10 @@ class BatchScheduler:
             if len(tasks) == 1 and padded == total:
                 merged = dict(tasks[0].inputs)
             else:
-                merged = batch_tensors.merge([t.inputs for t in tasks], padded,
+                merged = tensors.merge([t.inputs for t in tasks], padded,
                                              pad_variable_length=params.pad_variable_length_inputs)
             outputs = self._execute(key, merged)
-            return list(zip(tasks, batch_tensors.split(outputs, sizes, padded), strict=True))
+            return list(zip(tasks, tensors.split(outputs, sizes, padded), strict=True))
         except errors.ServingError as error:
             return [(task, error) for task in tasks]
         except Exception as error:  # a model failure must reach its callers, not the thread
@@ -222,7 +223,7 @@ class BatchScheduler:
 
 def _join(parts: list[Tensors | None]) -> Tensors | errors.ServingError:
     try:
-        return batch_tensors.join([part for part in parts if part is not None])
+        return tensors.join([part for part in parts if part is not None])
     except ValueError as error:  # e.g. pieces padded to different widths in different batches
         return errors.ServingError(errors.Code.FAILED_PRECONDITION,
                                    f"Outputs of a split request could not be rejoined: {error}")

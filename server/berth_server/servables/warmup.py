@@ -12,8 +12,9 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from berth_server import errors, example_inputs, inference, tensor_protos
-from berth_server.saved_model_runtime import SavedModel
+from berth_server import errors
+from berth_server.servables import example_inputs, inference, tensor_protos
+from berth_server.servables.saved_model import SavedModel
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,13 @@ import math
 import weakref
 from typing import Any
 
-from berth_server import batch_tensors, batching_parameters, inference
-from berth_server.aspired_versions_manager import Lease
-from berth_server.batch_scheduler import BatchingRecorder, BatchScheduler, Clock
-from berth_server.batch_tensors import Tensors
+from berth_server.batching import parameters, tensors
+from berth_server.batching.scheduler import BatchingRecorder, BatchScheduler, Clock
+from berth_server.batching.tensors import Tensors
+from berth_server.core.aspired_versions_manager import Lease
 from berth_server.options import ServerOptions
-from berth_server.saved_model_runtime import SavedModel
+from berth_server.servables import inference
+from berth_server.servables.saved_model import SavedModel
 
 _QueueKey = tuple[SavedModel, str, tuple[str, ...], tuple[str, ...], tuple[object, ...]]
 
@@ -36,7 +37,7 @@ class BatchingRunner:
     sets the options of its queues; the threads stay shared.
     """
 
-    def __init__(self, params: batching_parameters.BatchingParameters, *,
+    def __init__(self, params: parameters.BatchingParameters, *,
                  clock: Clock | None = None, metrics: BatchingRecorder | None = None,
                  per_model: bool = False) -> None:
         self.scheduler = (BatchScheduler(params, _execute, metrics=metrics) if clock is None
@@ -44,7 +45,7 @@ class BatchingRunner:
         self._params = params
         self._per_model = per_model
         self._model_params: weakref.WeakKeyDictionary[
-            Any, batching_parameters.BatchingParameters] = weakref.WeakKeyDictionary()
+            Any, parameters.BatchingParameters] = weakref.WeakKeyDictionary()
         self._clock = self.scheduler.clock
 
     async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
@@ -52,20 +53,20 @@ class BatchingRunner:
         servable = lease.servable
         params = self._params_for(servable) if self._per_model else self._params
         inputs = plan.inputs
-        size = batch_tensors.task_size(inputs)
+        size = tensors.task_size(inputs)
         names = tuple(sorted(inputs))
         key: _QueueKey = (servable, plan.signature_name, names, tuple(plan.output_aliases),
-                          batch_tensors.shape_key(
+                          tensors.shape_key(
                               inputs, names, pad_variable_length=params.pad_variable_length_inputs))
         deadline = self._clock() + timeout_ms / 1000 if timeout_ms > 0 else math.inf
         future: asyncio.Future[inference.Outputs] = asyncio.get_running_loop().create_future()
         self.scheduler.schedule(key, inputs, size, deadline, future, params)
         return await future
 
-    def _params_for(self, servable: SavedModel) -> batching_parameters.BatchingParameters:
+    def _params_for(self, servable: SavedModel) -> parameters.BatchingParameters:
         params = self._model_params.get(servable)
         if params is None:
-            params = batching_parameters.for_model(servable.path, self._params)
+            params = parameters.for_model(servable.path, self._params)
             self._model_params[servable] = params
         return params
 
@@ -84,7 +85,7 @@ def from_options(opts: ServerOptions, *,
     """The server's BatchingRunner when --enable_batching; a bad parameters file raises."""
     if not opts.enable_batching:
         return None
-    threads = batching_parameters.default_num_batch_threads(gpu_count())
-    return BatchingRunner(batching_parameters.for_server(opts.batching_parameters_file,
+    threads = parameters.default_num_batch_threads(gpu_count())
+    return BatchingRunner(parameters.for_server(opts.batching_parameters_file,
                                                          default_threads=threads),
                           metrics=metrics, per_model=opts.enable_per_model_batching_parameters)

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Protocol
 
-from berth_server import errors, inference, request_record
-from berth_server.aspired_versions_manager import Lease
-from berth_server.saved_model_runtime import SavedModel
-from berth_server.server_core import ServerCore
+from berth_server import errors
+from berth_server.core.aspired_versions_manager import Lease
+from berth_server.core.server_core import ServerCore
+from berth_server.observability import request_record
+from berth_server.servables import inference
+from berth_server.servables.saved_model import SavedModel
 
 
 class Runner(Protocol):

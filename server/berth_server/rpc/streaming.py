@@ -1,6 +1,6 @@
 """berth.serving.StreamingPredictionService: many PredictRequests over one bidirectional call.
 
-Each request runs through `grpc_api.predict`, the path of unary Predict (and so through the
+Each request runs through `services.predict`, the path of unary Predict (and so through the
 batching layer when it is on). Up to `max_in_flight` requests of a stream run at once, so one
 stream can fill batches; answers are written in request order. While `max_in_flight` requests
 are unanswered the reader stops pulling from the call, and HTTP/2 flow control holds the client
@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator
 import grpc
 from tensorflow_serving.apis import predict_pb2
 
-from berth_server import errors, grpc_api
-from berth_server.predictor import Predictor
+from berth_server import errors
 from berth_server.protos import streaming_pb2, streaming_pb2_grpc
+from berth_server.rpc import services
+from berth_server.service.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceSe
     async def _answer(self, index: int, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> streaming_pb2.StreamPredictResponse:
         try:
-            response = await grpc_api.predict(self._predictor, request,
-                                              grpc_api.remaining_ms(context),
+            response = await services.predict(self._predictor, request,
+                                              services.remaining_ms(context),
                                               tensor_content_outputs=self._tensor_content)
         except errors.ServingError as error:
             return _error(index, error.code, error.message)

@@ -1,7 +1,7 @@
 """TF Serving's REST API as a bare ASGI app (no framework: every layer is paid per request).
 
 Routes, JSON shapes, error body `{"error": ...}` and the code → HTTP status table follow TF
-Serving; decoding and encoding live in rest_json / rest_codec / rest_response, model work in
+Serving; decoding and encoding live in json_body / predict_request / response, model work in
 the Predictor shared with gRPC.
 """
 
@@ -16,18 +16,12 @@ from typing import Any
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
-from berth_server import (
-    errors,
-    grpc_api,
-    inference,
-    request_record,
-    rest_codec,
-    rest_examples,
-    rest_json,
-    rest_response,
-    rest_routes,
-)
-from berth_server.predictor import Predictor
+from berth_server import errors
+from berth_server.observability import request_record
+from berth_server.rest import examples_request, json_body, predict_request, response, routes
+from berth_server.rpc import services as rpc_services
+from berth_server.servables import inference
+from berth_server.service.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +63,10 @@ class RestApi:
             status = 200
         except errors.ServingError as error:
             request_record.note_error(error.code)
-            status, payload = errors.http_status(error.code), rest_json.encode_error(error.message)
+            status, payload = errors.http_status(error.code), json_body.encode_error(error.message)
         except Exception as error:  # a bug must cost one request, never the server
             log.exception("Unexpected error handling %s %s", method, path)
-            status, payload = 500, rest_json.encode_error(f"Internal error: {error!r}")
+            status, payload = 500, json_body.encode_error(f"Internal error: {error!r}")
         await _respond(send, status, payload, [_JSON, *self._extra_headers])
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
@@ -80,7 +74,7 @@ class RestApi:
         if b"http://" in origin or b"https://" in origin:
             await _respond(send, 200, b"", self._extra_headers)
         else:
-            await _respond(send, 400, rest_json.encode_error(
+            await _respond(send, 400, json_body.encode_error(
                 "Origin header is missing in CORS preflight"), [_JSON, *self._extra_headers])
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -101,25 +95,25 @@ class RestApi:
         return _gunzip(body) if b"gzip" in encoding.lower() else body
 
     async def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
-        route = rest_routes.match(method, path)
+        route = routes.match(method, path)
         request_record.note_route(route.model_name, route.verb)
         if route.verb == "status":
             return self._status(route)
         with self._predictor.lease(route.model_name, route.version, route.label) as lease:
             if route.verb == "metadata":
                 return self._metadata(lease)
-            document = rest_json.parse_body(body)
+            document = json_body.parse_body(body)
             if route.verb == "predict":
                 return await self._predict(lease, document)
             return await self._examples(lease, route.verb, document)
 
-    def _status(self, route: rest_routes.Route) -> bytes:
+    def _status(self, route: routes.Route) -> bytes:
         spec = model_pb2.ModelSpec(name=route.model_name)
         if route.version is not None:
             spec.version.value = route.version
         if route.label is not None:
             spec.version_label = route.label
-        response = grpc_api.model_status(self._predictor.core.manager.statuses, spec)
+        response = rpc_services.model_status(self._predictor.core.manager.statuses, spec)
         return json_format.MessageToJson(response, always_print_fields_with_no_presence=True,
                                          preserving_proto_field_name=True, indent=1).encode()
 
@@ -134,25 +128,25 @@ class RestApi:
             return json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
                                              preserving_proto_field_name=True)
 
-        return rest_json.dumps({"model_spec": to_dict(spec),
+        return json_body.dumps({"model_spec": to_dict(spec),
                                 "metadata": {"signature_def": to_dict(signature_map)}})
 
     async def _predict(self, lease: Any, document: dict[str, Any]) -> bytes:
-        signature_name = rest_json.signature_name_of(document)
+        signature_name = json_body.signature_name_of(document)
         signatures = self._predictor.signatures(lease)
         signature = signatures.get(signature_name or inference.DEFAULT_SIGNATURE)
         if signature is None:
             raise errors.invalid_argument(
                 f'Serving signature name: "{signature_name or inference.DEFAULT_SIGNATURE}" not '
                 "found in signature def")
-        decoded = rest_codec.decode_predict_request(
+        decoded = predict_request.decode_predict_request(
             document, {alias: info.dtype for alias, info in signature.inputs.items()})
         plan = inference.plan_predict(signatures, signature_name, decoded.tensors)
         outputs = await self._predictor.run(lease, plan, self._timeout_ms)
-        return rest_response.encode_predict_response(outputs, decoded.row_format)
+        return response.encode_predict_response(outputs, decoded.row_format)
 
     async def _examples(self, lease: Any, verb: str, document: dict[str, Any]) -> bytes:
-        request = rest_examples.decode_examples_request(document)
+        request = examples_request.decode_examples_request(document)
         examples = request.serialized_examples()
         signatures = self._predictor.signatures(lease)
         check = self._predictor.check_method_names
@@ -160,12 +154,12 @@ class RestApi:
             plan = inference.plan_classify(signatures, request.signature_name, examples,
                                            check_method=check)
             outputs = await self._predictor.run(lease, plan, self._timeout_ms)
-            return rest_response.encode_classify_response(
+            return response.encode_classify_response(
                 inference.classify_result(outputs, len(examples)))
         plan = inference.plan_regress(signatures, request.signature_name, examples,
                                       check_method=check)
         outputs = await self._predictor.run(lease, plan, self._timeout_ms)
-        return rest_response.encode_regress_response(
+        return response.encode_regress_response(
             inference.regress_result(outputs, len(examples)))
 
 

@@ -23,8 +23,8 @@ import math
 from typing import Any
 
 from berth_server import errors
-from berth_server.batch_tensors import Tensors
-from berth_server.batching_parameters import BatchingParameters
+from berth_server.batching.parameters import BatchingParameters
+from berth_server.batching.tensors import Tensors
 
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 

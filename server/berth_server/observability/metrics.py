@@ -1,7 +1,7 @@
 """TF Serving's Prometheus metrics, with its names and labels, plus what TF Serving lacks.
 
 Everything lives in one `CollectorRegistry` of its own (never the process-global one), rendered
-in TF Serving's text format by `metrics_text`. Names follow TF Serving's exporter: the TF metric
+in TF Serving's text format by `exposition`. Names follow TF Serving's exporter: the TF metric
 path with `/` turned into `:` (`:tensorflow:serving:request_count`); Berth's additions use the
 same spelling under `:berth:serving:` so nobody mistakes them for TF Serving's.
 
@@ -28,7 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from berth_server.servable_state import ServableId, State
+from berth_server.core.servable_state import ServableId, State
 
 
 def exponential_buckets(scale: float, growth: float, count: int) -> list[float]:

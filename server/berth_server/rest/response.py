@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from berth_server import errors
-from berth_server.rest_json import dumps
+from berth_server.rest.json_body import dumps
 
 # dtypes TF Serving's AddSingleValueAndAdvance writes; others are "Failed to write ...".
 _NATIVE = frozenset(np.dtype(name) for name in (

@@ -14,8 +14,9 @@ from typing import Any
 
 import grpc
 
-from berth_server import errors, request_record
-from berth_server.request_observer import RequestObserver
+from berth_server import errors
+from berth_server.observability import request_record
+from berth_server.observability.request_observer import RequestObserver
 
 _SERVICE = "/tensorflow.serving.PredictionService/"
 RECORDED_METHODS = frozenset(("Predict", "Classify", "Regress"))

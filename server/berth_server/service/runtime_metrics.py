@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 
-from berth_server import inference, request_record
-from berth_server.aspired_versions_manager import Lease
-from berth_server.metrics import Metrics
-from berth_server.predictor import Runner
+from berth_server.core.aspired_versions_manager import Lease
+from berth_server.observability import request_record
+from berth_server.observability.metrics import Metrics
+from berth_server.servables import inference
+from berth_server.service.predictor import Runner
 
 _API = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
 

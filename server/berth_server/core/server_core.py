@@ -14,8 +14,10 @@ from collections.abc import Mapping
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from berth_server import errors, model_config, storage_path_source
-from berth_server.aspired_versions_manager import AspiredVersionsManager
+from berth_server import errors
+from berth_server.config import model_config
+from berth_server.core import storage_path_source
+from berth_server.core.aspired_versions_manager import AspiredVersionsManager
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from berth_server import errors, rest_tensor
-from berth_server.rest_json import format_error, is_b64_object, signature_name_of
-from berth_server.rest_json import value_to_string as _show
+from berth_server import errors
+from berth_server.rest import json_tensor
+from berth_server.rest.json_body import format_error, is_b64_object, signature_name_of
+from berth_server.rest.json_body import value_to_string as _show
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,12 +57,12 @@ def _from_inputs(value: Any, dtypes: Mapping[str, int]) -> dict[str, np.ndarray]
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 "tensors required as per tensorinfo_map")
         ((name, dtype),) = dtypes.items()
-        return {name: rest_tensor.to_tensor(value, dtype)}
+        return {name: json_tensor.to_tensor(value, dtype)}
     tensors = {}
     for name, dtype in dtypes.items():
         if name not in value:
             raise errors.invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        tensors[name] = rest_tensor.to_tensor(value[name], dtype)
+        tensors[name] = json_tensor.to_tensor(value[name], dtype)
     return tensors
 
 
@@ -75,7 +76,7 @@ def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.
             "instances is a plain list, but expecting list of objects as multiple input tensors "
             "required as per tensorinfo_map")
     ((name, dtype),) = dtypes.items()
-    batch = rest_tensor.try_dense(rows, dtype)
+    batch = json_tensor.try_dense(rows, dtype)
     if batch is not None:
         return {name: batch}
     tensors: list[np.ndarray] = []
@@ -84,7 +85,7 @@ def _from_instances(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np.
             raise errors.invalid_argument(
                 f"Expecting value/list but got object at item {index} of input list")
         try:
-            _append_row(tensors, rest_tensor.to_tensor(row, dtype))
+            _append_row(tensors, json_tensor.to_tensor(row, dtype))
         except errors.ServingError as error:
             raise errors.invalid_argument(f"Failed to process element: {index} of 'instances' "
                                           f"list. Error: {_status(error)}") from None
@@ -96,7 +97,7 @@ def _from_named_rows(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np
     if "b64" not in names and all(type(row) is dict and row.keys() == names for row in rows):
         fast: dict[str, np.ndarray] = {}
         for name, dtype in dtypes.items():
-            tensor = rest_tensor.try_dense([row[name] for row in rows], dtype)
+            tensor = json_tensor.try_dense([row[name] for row in rows], dtype)
             if tensor is None:
                 break
             fast[name] = tensor
@@ -111,7 +112,7 @@ def _from_named_rows(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np
             try:
                 if key not in dtypes:
                     raise errors.invalid_argument(f"JSON object: does not have named input: {key}")
-                _append_row(columns[key], rest_tensor.to_tensor(item, dtypes[key]))
+                _append_row(columns[key], json_tensor.to_tensor(item, dtypes[key]))
             except errors.ServingError as error:
                 raise errors.invalid_argument(
                     f"Failed to process element: {index} key: {key} of 'instances' list. "

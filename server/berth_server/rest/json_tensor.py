@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from berth_server import errors
-from berth_server.rest_json import decode_b64, json_type_name, to_bytes
-from berth_server.rest_json import value_to_string as _show
+from berth_server.rest.json_body import decode_b64, json_type_name, to_bytes
+from berth_server.rest.json_body import value_to_string as _show
 
 # tensorflow.core.framework.types_pb2 enum values.
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7

@@ -25,9 +25,12 @@ from typing import Any
 from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
-from berth_server import errors, grpc_api, metrics_text, request_record, rest_json
-from berth_server.request_observer import RequestObserver
-from berth_server.server_core import ServerCore
+from berth_server import errors
+from berth_server.core.server_core import ServerCore
+from berth_server.observability import exposition, request_record
+from berth_server.observability.request_observer import RequestObserver
+from berth_server.rest import json_body
+from berth_server.rpc import services as rpc_services
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -58,8 +61,8 @@ class RestFront:
             LIST_MODELS_PATH: self._list_models,
         }
         if metrics_path:
-            self._routes[metrics_path] = lambda: (200, metrics_text.render(
-                observer.metrics.registry), [(b"content-type", metrics_text.CONTENT_TYPE)])
+            self._routes[metrics_path] = lambda: (200, exposition.render(
+                observer.metrics.registry), [(b"content-type", exposition.CONTENT_TYPE)])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +71,7 @@ class RestFront:
         route = self._routes.get(path)
         if route is not None:
             if scope["method"] not in ("GET", "HEAD"):
-                await _respond(send, 405, rest_json.encode_error(
+                await _respond(send, 405, json_body.encode_error(
                     f"Method {scope['method']} is not allowed on {path}"), _JSON)
                 return
             await _respond(send, *route())
@@ -85,7 +88,7 @@ class RestFront:
                 length = record.request_bytes = _content_length(scope)
                 if length > self._max_body_bytes:
                     record.code = errors.Code.RESOURCE_EXHAUSTED
-                    await _respond(send, 413, rest_json.encode_error(
+                    await _respond(send, 413, json_body.encode_error(
                         f"Request body of {length} bytes exceeds the maximum of "
                         f"{self._max_body_bytes} bytes"), _JSON)
                     return
@@ -101,7 +104,7 @@ class RestFront:
         manager = self._core.manager
         models = {name: manager.available_versions(name) for name in self._core.model_names}
         ready = bool(models) and self._core.is_ready()
-        body = rest_json.dumps({"ready": ready, "models": {
+        body = json_body.dumps({"ready": ready, "models": {
             name: {"available_versions": [str(v) for v in versions]}
             for name, versions in sorted(models.items())}})
         return (200 if ready else 503), body, _JSON
@@ -111,7 +114,7 @@ class RestFront:
         for name in sorted(self._core.model_names):
             entry: dict[str, Any] = {"name": name, "model_version_status": []}
             try:
-                status = grpc_api.model_status(self._core.manager.statuses,
+                status = rpc_services.model_status(self._core.manager.statuses,
                                                model_pb2.ModelSpec(name=name))
                 entry.update(json_format.MessageToDict(
                     status, always_print_fields_with_no_presence=True,
@@ -120,7 +123,7 @@ class RestFront:
                 pass  # configured, no version found yet
             entry["version_labels"] = {k: str(v) for k, v in self._core.labels(name).items()}
             models.append(entry)
-        return 200, rest_json.dumps({"models": models}), _JSON
+        return 200, json_body.dumps({"models": models}), _JSON
 
 
 def _content_length(scope: Scope) -> int:

@@ -23,8 +23,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from berth_server import errors, storage_path_source
-from berth_server.servable_state import Servable, ServableId, State, VersionStatus
+from berth_server import errors
+from berth_server.core import storage_path_source
+from berth_server.core.servable_state import Servable, ServableId, State, VersionStatus
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import tempfile
 
 import grpc
 
-from berth_server import errors, text_protos
+from berth_server import errors
+from berth_server.config import text_protos
 from berth_server.protos import ssl_pb2
 
 

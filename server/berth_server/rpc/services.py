@@ -27,9 +27,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from berth_server import errors, example_inputs, inference, tensor_protos
-from berth_server.aspired_versions_manager import Lease
-from berth_server.predictor import Predictor
+from berth_server import errors
+from berth_server.core.aspired_versions_manager import Lease
+from berth_server.servables import example_inputs, inference, tensor_protos
+from berth_server.service.predictor import Predictor
 
 _MAX_MESSAGE_CHARS = 1024
 Response = TypeVar("Response")

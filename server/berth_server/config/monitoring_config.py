@@ -6,7 +6,7 @@ the default. Metrics are served on the REST port only, as in TF Serving.
 
 from __future__ import annotations
 
-from berth_server import text_protos
+from berth_server.config import text_protos
 from berth_server.protos import monitoring_pb2
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"

@@ -21,7 +21,7 @@ from typing import IO
 import orjson
 
 from berth_server import errors
-from berth_server.request_record import RequestRecord
+from berth_server.observability.request_record import RequestRecord
 
 
 class AccessLog:

@@ -17,7 +17,7 @@ import struct
 from typing import Any
 
 from berth_server import errors
-from berth_server.rest_json import (
+from berth_server.rest.json_body import (
     decode_b64,
     format_error,
     is_b64_object,

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 from berth_server import errors
 from berth_server.core import storage_path_source
@@ -29,32 +29,33 @@ from berth_server.core.servable_state import Servable, ServableId, State, Versio
 
 log = logging.getLogger(__name__)
 
-LoadFn = Callable[[ServableId], Servable]
+S = TypeVar("S", bound=Servable)
+LoadFn = Callable[[ServableId], S]
 Fingerprint = Callable[[Path], object]
 StateHook = Callable[[ServableId, State], None]
 
 
 @dataclasses.dataclass(eq=False)
-class _Harness:
+class _Harness(Generic[S]):
     """One attempt to serve one version: its state, servable and in-flight leases."""
 
     id: ServableId
     state: State = State.START
     error: errors.ServingError | None = None
-    servable: Any = None
+    servable: S | None = None
     fingerprint: object = None
     leases: int = 0
     drained: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
-class Lease:
+class Lease(Generic[S]):
     """A loaded version held for the duration of one request."""
 
-    def __init__(self, harness: _Harness) -> None:
+    def __init__(self, harness: _Harness[S], servable: S) -> None:
         self._harness = harness
         self.name = harness.id.name
         self.version = harness.id.version
-        self.servable: Any = harness.servable
+        self.servable = servable
 
     def release(self) -> None:
         self._harness.leases -= 1
@@ -63,14 +64,14 @@ class Lease:
 
 
 @dataclasses.dataclass
-class _Model:
-    versions: dict[int, _Harness] = dataclasses.field(default_factory=dict)
+class _Model(Generic[S]):
+    versions: dict[int, _Harness[S]] = dataclasses.field(default_factory=dict)
     aspired: dict[int, Path] = dataclasses.field(default_factory=dict)
     loader: asyncio.Task[None] | None = None
 
 
-class AspiredVersionsManager:
-    def __init__(self, load_fn: LoadFn, executor: Executor, *, max_load_retries: int,
+class AspiredVersionsManager(Generic[S]):
+    def __init__(self, load_fn: LoadFn[S], executor: Executor, *, max_load_retries: int,
                  load_retry_interval_seconds: float,
                  fingerprint: Fingerprint = storage_path_source.fingerprint,
                  on_change: StateHook | None = None) -> None:
@@ -80,7 +81,7 @@ class AspiredVersionsManager:
         self._retry_interval_seconds = max(0.0, load_retry_interval_seconds)
         self._fingerprint = fingerprint
         self._on_change = on_change
-        self._models: dict[str, _Model] = {}
+        self._models: dict[str, _Model[S]] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -109,9 +110,6 @@ class AspiredVersionsManager:
 
     # -- request side -----------------------------------------------------------------------
 
-    def model_names(self) -> list[str]:
-        return sorted(self._models)
-
     def available_versions(self, name: str) -> list[int]:
         model = self._models.get(name)
         if model is None:
@@ -119,18 +117,19 @@ class AspiredVersionsManager:
         return sorted(v for v, h in model.versions.items() if h.state == State.AVAILABLE)
 
     @contextlib.contextmanager
-    def lease(self, name: str, version: int | None = None) -> Iterator[Lease]:
+    def lease(self, name: str, version: int | None = None) -> Iterator[Lease[S]]:
         """Hold a version (the latest AVAILABLE one when `version` is None) for one request."""
         harness = self._find(name, version)
+        assert harness.servable is not None  # AVAILABLE harnesses hold their servable
         harness.leases += 1
         harness.drained.clear()
-        lease = Lease(harness)
+        lease = Lease(harness, harness.servable)
         try:
             yield lease
         finally:
             lease.release()
 
-    def _find(self, name: str, version: int | None) -> _Harness:
+    def _find(self, name: str, version: int | None) -> _Harness[S]:
         model = self._models.get(name)
         if model is not None:
             if version is None:
@@ -183,7 +182,7 @@ class AspiredVersionsManager:
         return all(model.versions.get(v) is not None and model.versions[v].state in done
                    for v in model.aspired)
 
-    async def _notify(self, harness: _Harness, state: State) -> None:
+    async def _notify(self, harness: _Harness[S], state: State) -> None:
         harness.state = state
         if self._on_change is not None:
             self._on_change(harness.id, state)
@@ -204,7 +203,7 @@ class AspiredVersionsManager:
                     harness.state = State.UNLOADING
                     self._spawn(self._unload(harness))
 
-    def _pending_loads(self, model: _Model) -> list[int]:
+    def _pending_loads(self, model: _Model[S]) -> list[int]:
         return sorted((v for v in model.aspired if v not in model.versions), reverse=True)
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
@@ -217,12 +216,13 @@ class AspiredVersionsManager:
         model = self._models[name]
         while pending := self._pending_loads(model):
             version = pending[0]
-            harness = _Harness(ServableId(name, version, model.aspired[version]))
+            harness: _Harness[S] = _Harness(ServableId(name, version,
+                                                       model.aspired[version]))
             model.versions[version] = harness
             await self._load(harness, model)
             self._reconcile(name)
 
-    async def _load(self, harness: _Harness, model: _Model) -> None:
+    async def _load(self, harness: _Harness[S], model: _Model[S]) -> None:
         loop = asyncio.get_running_loop()
         harness.fingerprint = self._fingerprint(harness.id.path)
         await self._notify(harness, State.LOADING)
@@ -248,12 +248,13 @@ class AspiredVersionsManager:
             return
         await self._notify(harness, State.END)
 
-    async def _unload(self, harness: _Harness) -> None:
+    async def _unload(self, harness: _Harness[S]) -> None:
         await self._notify(harness, State.UNLOADING)
         if harness.leases:
             await harness.drained.wait()
         servable, harness.servable = harness.servable, None
-        await asyncio.get_running_loop().run_in_executor(self._executor, servable.close)
+        if servable is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, servable.close)
         log.info("Unloaded servable version {name: %s version: %d}",
                  harness.id.name, harness.id.version)
         await self._notify(harness, State.END)

@@ -18,20 +18,10 @@ from typing import Any, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from berth_operator import drift, kubeapi, naming, render, rollout, routes, spec
+from berth_operator import drift, kinds, kubeapi, naming, render, rollout, routes, spec
 from berth_operator import settings as operator_settings
 
 Key = tuple[str, str, str]
-CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("apps", "v1", "deployments"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("gateway.networking.k8s.io", "v1", "httproutes"),
-    ("gateway.networking.k8s.io", "v1", "grpcroutes"),
-    ("networking.istio.io", "v1", "virtualservices"),
-)
 
 
 def register(registry: kopf.OperatorRegistry, options: operator_settings.Options) -> None:
@@ -39,22 +29,23 @@ def register(registry: kopf.OperatorRegistry, options: operator_settings.Options
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.probe(id="writes", registry=registry)(probe_writes)
-    for group, version, plural in CHILD_RESOURCES:
+    for child in kinds.CHILDREN:
         kopf.index(
-            group=group,
-            version=version,
-            plural=plural,
-            id=_index_id(plural),
+            group=child.group,
+            version=child.version,
+            plural=child.plural,
+            id=_index_id(child),
             registry=registry,
             labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
         )(index_child)
-    resource = (naming.GROUP, naming.VERSION, naming.PLURAL)
+    parent = kinds.MODEL_DEPLOYMENT
+    resource = (parent.group, parent.version, parent.plural)
     kopf.on.update(*resource, registry=registry, field="spec")(reconcile)
     kopf.timer(*resource, registry=registry, interval=options.resync_seconds)(reconcile)
 
 
-def _index_id(plural: str) -> str:
-    return f"children_{plural}"
+def _index_id(child: kinds.Kind) -> str:
+    return f"children_{child.plural}"
 
 
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -79,10 +70,10 @@ def index_child(
 def _children(namespace: str, name: str, indexes: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
     """Live owned children by (apiVersion, kind, name), from the indexes kopf keeps current."""
     found: dict[Key, dict[str, Any]] = {}
-    for _group, _version, plural in CHILD_RESOURCES:
-        index = indexes.get(_index_id(plural))
+    for child in kinds.CHILDREN:
+        index = indexes.get(_index_id(child))
         for obj in index.get((namespace, name), []) if index is not None else []:
-            found[(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])] = obj
+            found[_key(obj)] = obj
     return found
 
 
@@ -154,7 +145,7 @@ async def _converge(
     """
     failures = []
     for obj in desired:
-        key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        key = _key(obj)
         if drift.carries(live.get(key), obj):
             continue
         logger.info(f"applying {key[1]} {key[2]}")
@@ -164,15 +155,19 @@ async def _converge(
             if error.status is None or not 400 <= error.status < 500:
                 raise
             failures.append(f"{key[1]} {key[2]}: {error.status} {error.reason}")
-    wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
+    wanted = {_key(obj) for obj in desired}
     for api_version, kind, child in live.keys() - wanted:
         logger.info(f"deleting {kind} {child}")
         await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
     return failures
 
 
+def _key(obj: Mapping[str, Any]) -> Key:
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
 def _deployment_key(owner: str, track: naming.Track) -> Key:
-    return ("apps/v1", "Deployment", naming.track_name(owner, track))
+    return (kinds.DEPLOYMENT.api_version, kinds.DEPLOYMENT.kind, naming.track_name(owner, track))
 
 
 async def _write_status(

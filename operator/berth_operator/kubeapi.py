@@ -17,27 +17,16 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from berth_operator import naming
+from berth_operator import kinds, naming
 
 Manifest = dict[str, Any]
 logger = logging.getLogger(__name__)
 
-PLURALS: dict[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Service"): "services",
-    ("apps/v1", "Deployment"): "deployments",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
-    ("gateway.networking.k8s.io/v1", "GRPCRoute"): "grpcroutes",
-    ("networking.istio.io/v1", "VirtualService"): "virtualservices",
-    (f"{naming.GROUP}/{naming.VERSION}", naming.KIND): naming.PLURAL,
-}
-
 
 def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    row = kinds.of(api_version, kind)
+    prefix = f"/apis/{row.api_version}" if row.group else f"/api/{row.version}"
+    path = f"{prefix}/namespaces/{namespace}/{row.plural}"
     return f"{path}/{name}" if name else path
 
 
@@ -114,7 +103,8 @@ class Client:
         json_patch: bool = False,
     ) -> Manifest:
         """Merge patch (or JSON patch) of a ModelDeployment's spec, or of its status subresource."""
-        path = object_path(f"{naming.GROUP}/{naming.VERSION}", naming.KIND, namespace, name)
+        resource = kinds.MODEL_DEPLOYMENT
+        path = object_path(resource.api_version, resource.kind, namespace, name)
         content_type = (
             "application/json-patch+json" if json_patch else "application/merge-patch+json"
         )

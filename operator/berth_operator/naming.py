@@ -7,9 +7,6 @@ server and the contract test.
 from typing import Literal
 
 GROUP = "serving.berth.dev"
-VERSION = "v1alpha1"
-PLURAL = "modeldeployments"
-KIND = "ModelDeployment"
 FIELD_MANAGER = "berth-operator"
 
 Track = Literal["stable", "canary"]

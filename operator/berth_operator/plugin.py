@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from berth_operator import kubeapi, naming
+from berth_operator import kinds, kubeapi, naming
 
 
 class PluginError(Exception):
@@ -108,8 +108,8 @@ def run(argv: Sequence[str]) -> str:
     kubernetes.config.load_kube_config()
     namespace = args.namespace or _current_namespace()
     client = kubeapi.Client()
-    api_version = f"{naming.GROUP}/{naming.VERSION}"
-    md = client.get(api_version, naming.KIND, namespace, args.name)
+    resource = kinds.MODEL_DEPLOYMENT
+    md = client.get(resource.api_version, resource.kind, namespace, args.name)
     if args.command == "status":
         return format_status(md)
     if args.command == "history":
@@ -122,7 +122,7 @@ def run(argv: Sequence[str]) -> str:
     version = patch["spec"].get("stable", {}).get("version")
     done = "promoted" if args.command == "promote" else "rolled back"
     target = f"; stable version is now {version}" if version is not None else "; canary removed"
-    return f"modeldeployment.{naming.GROUP}/{args.name} {done}{target}"
+    return f"{resource.kind.lower()}.{resource.group}/{args.name} {done}{target}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

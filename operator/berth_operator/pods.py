@@ -6,7 +6,7 @@ non-root with a read-only root filesystem, so the only writable path is an empty
 
 from typing import Any
 
-from berth_operator import naming, spec
+from berth_operator import kinds, naming, spec
 
 Manifest = dict[str, Any]
 
@@ -149,8 +149,7 @@ def deployment(
     selector = naming.track_selector(owner, track)
     labels = {**naming.owner_labels(owner), **selector, naming.LABEL_VERSION: str(version)}
     body: Manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        **kinds.DEPLOYMENT.type_meta(),
         "metadata": {"name": naming.track_name(owner, track), "labels": labels},
         "spec": {
             "selector": {"matchLabels": selector},

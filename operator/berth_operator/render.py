@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from berth_operator import naming, pods, routes, serverconfig, spec
+from berth_operator import kinds, naming, pods, routes, serverconfig, spec
 
 Manifest = dict[str, Any]
 
@@ -45,7 +45,7 @@ def children(
             _service(naming.track_name(owner.name, track), naming.track_selector(owner.name, track))
         )
     objs.append(_service(owner.name, {naming.LABEL_OWNER: owner.name}))
-    objs += routes.PROVIDERS[md.traffic.provider](
+    objs += routes.RENDERERS[md.traffic.provider](
         md, owner.name, owner.namespace, weight, canary_on
     )
     if md.autoscaling is not None:
@@ -74,8 +74,7 @@ def _hash(*parts: str) -> str:
 
 def _config_map(owner: str, files: dict[str, str]) -> Manifest:
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+        **kinds.CONFIG_MAP.type_meta(),
         "metadata": {"name": naming.config_map_name(owner)},
         "data": files,
     }
@@ -83,8 +82,7 @@ def _config_map(owner: str, files: dict[str, str]) -> Manifest:
 
 def _service(name: str, selector: dict[str, str]) -> Manifest:
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
+        **kinds.SERVICE.type_meta(),
         "metadata": {"name": name},
         "spec": {
             "selector": selector,
@@ -104,13 +102,11 @@ def _service(name: str, selector: dict[str, str]) -> Manifest:
 
 def _hpa(owner: str, autoscaling: spec.Autoscaling) -> Manifest:
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
+        **kinds.HORIZONTAL_POD_AUTOSCALER.type_meta(),
         "metadata": {"name": owner},
         "spec": {
             "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                **kinds.DEPLOYMENT.type_meta(),
                 "name": naming.track_name(owner, "stable"),
             },
             "minReplicas": autoscaling.min_replicas,
@@ -134,8 +130,7 @@ def _hpa(owner: str, autoscaling: spec.Autoscaling) -> Manifest:
 def _pdb(owner: str) -> Manifest:
     """At most one server of the whole ModelDeployment down at a time during node drains."""
     return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
+        **kinds.POD_DISRUPTION_BUDGET.type_meta(),
         "metadata": {"name": owner},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {naming.LABEL_OWNER: owner}}},
     }
@@ -148,8 +143,7 @@ def _owned(obj: Manifest, owner: Owner) -> Manifest:
     meta["labels"] = {**naming.owner_labels(owner.name), **meta.get("labels", {})}
     meta["ownerReferences"] = [
         {
-            "apiVersion": f"{naming.GROUP}/{naming.VERSION}",
-            "kind": naming.KIND,
+            **kinds.MODEL_DEPLOYMENT.type_meta(),
             "name": owner.name,
             "uid": owner.uid,
             "controller": True,

@@ -1,19 +1,18 @@
-"""Traffic providers: name → the objects that split requests between the two track Services.
+"""Traffic providers: `spec.Provider` → the objects that split requests between the two track
+Services, one renderer per provider.
 
-Weights are percents for the canary (0–100); stable gets the rest. A provider only renders; the
+Weights are percents for the canary (0–100); stable gets the rest. A renderer only renders; the
 rollout logic decides the weight, so a canary that is not ready is rendered with weight 0.
 """
 
 from collections.abc import Callable
 from typing import Any
 
-from berth_operator import naming, spec
+from berth_operator import kinds, naming, spec
 
 Manifest = dict[str, Any]
-Provider = Callable[[spec.ModelDeploymentSpec, str, str, int, bool], list[Manifest]]
-
-GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-ISTIO_API_VERSION = "networking.istio.io/v1"
+Renderer = Callable[[spec.ModelDeploymentSpec, str, str, int, bool], list[Manifest]]
+"""(spec, owner, namespace, canary weight, canary on) → one provider's routing objects."""
 
 
 def service_host(owner: str, namespace: str) -> str:
@@ -37,7 +36,7 @@ def _backends(owner: str, port: int, weight: int, canary_on: bool) -> list[Manif
 def _parent(md: spec.ModelDeploymentSpec, owner: str, port: int) -> Manifest:
     if md.traffic.parent_ref is not None:
         return dict(md.traffic.parent_ref)
-    return {"group": "", "kind": "Service", "name": owner, "port": port}
+    return {"group": kinds.SERVICE.group, "kind": kinds.SERVICE.kind, "name": owner, "port": port}
 
 
 def gateway_api(
@@ -45,21 +44,18 @@ def gateway_api(
 ) -> list[Manifest]:
     """An HTTPRoute for REST and a GRPCRoute for gRPC, each one rule with weighted backends."""
     routes = []
-    for kind, port in (("HTTPRoute", naming.REST_PORT), ("GRPCRoute", naming.GRPC_PORT)):
+    for kind, suffix, port in (
+        (kinds.HTTP_ROUTE, "http", naming.REST_PORT),
+        (kinds.GRPC_ROUTE, "grpc", naming.GRPC_PORT),
+    ):
         route_spec: Manifest = {
             "parentRefs": [_parent(md, owner, port)],
             "rules": [{"backendRefs": _backends(owner, port, weight, canary_on)}],
         }
         if md.traffic.hostnames:
             route_spec["hostnames"] = list(md.traffic.hostnames)
-        suffix = "http" if kind == "HTTPRoute" else "grpc"
         routes.append(
-            {
-                "apiVersion": GATEWAY_API_VERSION,
-                "kind": kind,
-                "metadata": {"name": f"{owner}-{suffix}"},
-                "spec": route_spec,
-            }
+            {**kind.type_meta(), "metadata": {"name": f"{owner}-{suffix}"}, "spec": route_spec}
         )
     return routes
 
@@ -87,14 +83,7 @@ def istio(
     }
     if md.traffic.gateways:
         vs_spec["gateways"] = list(md.traffic.gateways)
-    return [
-        {
-            "apiVersion": ISTIO_API_VERSION,
-            "kind": "VirtualService",
-            "metadata": {"name": owner},
-            "spec": vs_spec,
-        }
-    ]
+    return [{**kinds.VIRTUAL_SERVICE.type_meta(), "metadata": {"name": owner}, "spec": vs_spec}]
 
 
 def none(
@@ -104,7 +93,7 @@ def none(
     return []
 
 
-PROVIDERS: dict[spec.Provider, Provider] = {
+RENDERERS: dict[spec.Provider, Renderer] = {
     "gateway-api": gateway_api,
     "istio": istio,
     "none": none,

@@ -3,16 +3,21 @@
 The API server already validates against the CRD schema; this module repeats the checks that
 matter for rendering so that an object stored under an older schema (or one applied with
 validation off) is reported as InvalidSpec instead of producing broken children.
+
+Defaults: the CRD is the source of truth and the API server fills them in; the dataclass field
+defaults below restate each one once (a test compares them with the CRD), and `parse` reads a
+missing field's default from the class (`Canary.weight`) rather than writing the value again.
 """
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Provider = Literal["gateway-api", "istio", "none"]
-PROVIDERS: tuple[Provider, ...] = ("gateway-api", "istio", "none")
+"""The name of a traffic provider, as `spec.traffic.provider` spells it."""
+PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 
 
 class SpecError(ValueError):
@@ -43,8 +48,8 @@ class Canary:
 
 @dataclass(frozen=True)
 class Autoscaling:
-    min_replicas: int
     max_replicas: int
+    min_replicas: int = 1
     target_cpu_utilization_percentage: int = 80
 
 
@@ -121,7 +126,9 @@ def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
         storage=_storage(_mapping(model, "storage", required=True, path="spec.model.storage")),
         stable_version=stable_version,
         canary=canary,
-        replicas=_int(raw, "replicas", "spec.replicas", minimum=0, default=1),
+        replicas=_int(
+            raw, "replicas", "spec.replicas", minimum=0, default=ModelDeploymentSpec.replicas
+        ),
         autoscaling=autoscaling,
         resources=_resources(_mapping(raw, "resources")),
         batching=_batching(raw),
@@ -129,10 +136,18 @@ def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
         scheduling=_scheduling(_mapping(raw, "scheduling")),
         traffic=_traffic(_mapping(raw, "traffic")),
         progress_deadline_seconds=_int(
-            raw, "progressDeadlineSeconds", "spec.progressDeadlineSeconds", minimum=1, default=600
+            raw,
+            "progressDeadlineSeconds",
+            "spec.progressDeadlineSeconds",
+            minimum=1,
+            default=ModelDeploymentSpec.progress_deadline_seconds,
         ),
         revision_history_limit=_int(
-            raw, "revisionHistoryLimit", "spec.revisionHistoryLimit", minimum=1, default=10
+            raw,
+            "revisionHistoryLimit",
+            "spec.revisionHistoryLimit",
+            minimum=1,
+            default=ModelDeploymentSpec.revision_history_limit,
         ),
     )
 
@@ -157,7 +172,7 @@ def _storage(storage: Mapping[str, Any]) -> PvcSource | HostPathSource:
         claim = pvc.get("claimName")
         if not isinstance(claim, str) or not claim:
             raise SpecError("spec.model.storage.pvc.claimName", "required")
-        return PvcSource(claim_name=claim, sub_path=str(pvc.get("subPath", "")))
+        return PvcSource(claim_name=claim, sub_path=str(pvc.get("subPath", PvcSource.sub_path)))
     path = _mapping(storage, "hostPath", path="spec.model.storage.hostPath").get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         raise SpecError("spec.model.storage.hostPath.path", "must be an absolute path")
@@ -173,8 +188,12 @@ def _canary(raw: Mapping[str, Any], stable_version: int) -> Canary | None:
         raise SpecError("spec.canary.version", "must differ from spec.stable.version")
     return Canary(
         version=version,
-        weight=_int(canary, "weight", "spec.canary.weight", minimum=0, maximum=100, default=0),
-        replicas=_int(canary, "replicas", "spec.canary.replicas", minimum=1, default=1),
+        weight=_int(
+            canary, "weight", "spec.canary.weight", minimum=0, maximum=100, default=Canary.weight
+        ),
+        replicas=_int(
+            canary, "replicas", "spec.canary.replicas", minimum=1, default=Canary.replicas
+        ),
     )
 
 
@@ -182,7 +201,13 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
     if raw.get("autoscaling") is None:
         return None
     hpa = _mapping(raw, "autoscaling")
-    low = _int(hpa, "minReplicas", "spec.autoscaling.minReplicas", minimum=1, default=1)
+    low = _int(
+        hpa,
+        "minReplicas",
+        "spec.autoscaling.minReplicas",
+        minimum=1,
+        default=Autoscaling.min_replicas,
+    )
     high = _int(hpa, "maxReplicas", "spec.autoscaling.maxReplicas", minimum=1, required=True)
     if low > high:
         raise SpecError("spec.autoscaling.minReplicas", "must not exceed maxReplicas")
@@ -192,14 +217,16 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
         "spec.autoscaling.targetCPUUtilizationPercentage",
         minimum=1,
         maximum=100,
-        default=80,
+        default=Autoscaling.target_cpu_utilization_percentage,
     )
-    return Autoscaling(low, high, target)
+    return Autoscaling(
+        max_replicas=high, min_replicas=low, target_cpu_utilization_percentage=target
+    )
 
 
 def _resources(raw: Mapping[str, Any]) -> Resources:
     return Resources(
-        gpu=_int(raw, "gpu", "spec.resources.gpu", minimum=0, default=0),
+        gpu=_int(raw, "gpu", "spec.resources.gpu", minimum=0, default=Resources.gpu),
         requests={k: str(v) for k, v in _mapping(raw, "requests").items()},
         limits={k: str(v) for k, v in _mapping(raw, "limits").items()},
     )
@@ -228,13 +255,16 @@ def _batching(raw: Mapping[str, Any]) -> Batching | None:
 
 
 def _server(raw: Mapping[str, Any]) -> Server:
-    defaults = Server()
     return Server(
-        image=str(raw.get("image", defaults.image)),
+        image=str(raw.get("image", Server.image)),
         args=tuple(str(a) for a in raw.get("args", ())),
         env=tuple(dict(e) for e in raw.get("env", ())),
         config_poll_seconds=_int(
-            raw, "configPollSeconds", "spec.server.configPollSeconds", minimum=1, default=30
+            raw,
+            "configPollSeconds",
+            "spec.server.configPollSeconds",
+            minimum=1,
+            default=Server.config_poll_seconds,
         ),
     )
 
@@ -249,7 +279,7 @@ def _scheduling(raw: Mapping[str, Any]) -> Scheduling:
 
 
 def _traffic(raw: Mapping[str, Any]) -> Traffic:
-    provider = raw.get("provider", "gateway-api")
+    provider = raw.get("provider", Traffic.provider)
     if provider not in PROVIDERS:
         raise SpecError(
             "spec.traffic.provider", f"{provider!r} is not one of {', '.join(PROVIDERS)}"

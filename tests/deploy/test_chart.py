@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helm_harness import CHART, CRD_SOURCE, find, helm, render
 
-from berth_operator import handlers, kubeapi
+from berth_operator import kinds
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -144,11 +144,7 @@ def test_application_rules_cover_exactly_the_resources_the_operator_touches(
     """The operator's own tables decide: what it indexes (kopf watches) and what it applies."""
     application = find(render(helm_env), "ClusterRole", "berth-application")
     granted = {(group, resource) for group, resource, _ in rules_of(application)}
-    used = {(group, plural) for group, _version, plural in handlers.CHILD_RESOURCES}
-    used |= {
-        (api_version.rpartition("/")[0], plural)
-        for (api_version, _kind), plural in kubeapi.PLURALS.items()
-    }
+    used = {(kind.group, kind.plural) for kind in kinds.ALL}
     used.add(("serving.berth.dev", "modeldeployments/status"))
     assert granted == used
     verbs = {verb for _, _, verb in rules_of(application)}

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from berth_operator import render, spec
+import pytest
+
+from berth_operator import kinds, render, routes, spec
 
 OWNER = render.Owner(name="fraud", namespace="ml", uid="uid-1")
 BASE: dict[str, Any] = {
@@ -207,6 +209,25 @@ def _empty_paths(value: Any, path: str = "") -> list[str]:
     if isinstance(value, list):
         return [path] if not value else [p for v in value for p in _empty_paths(v, path + "[]")]
     return []
+
+
+def test_every_provider_has_a_renderer() -> None:
+    assert set(routes.RENDERERS) == set(spec.PROVIDERS)
+
+
+@pytest.mark.parametrize("provider", spec.PROVIDERS)
+def test_every_rendered_child_is_of_a_watched_kind(provider: str) -> None:
+    """The reconciler sees only kinds.CHILDREN: a child of another kind would be re-applied on
+    every check and never deleted."""
+    raw = {k: v for k, v in BASE.items() if k != "replicas"}
+    raw |= {
+        "canary": {"version": 4},
+        "autoscaling": {"maxReplicas": 3},
+        "traffic": {"provider": provider},
+    }
+    watched = {(kind.api_version, kind.kind) for kind in kinds.CHILDREN}
+    for name, obj in children(raw, canary_on=True).items():
+        assert (obj["apiVersion"], obj["kind"]) in watched, name
 
 
 def test_rendered_children_hold_no_empty_lists_or_maps_the_api_server_would_drop() -> None:

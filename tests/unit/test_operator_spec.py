@@ -1,10 +1,16 @@
 """spec.parse: defaults, and errors that name the offending field."""
 
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from berth_operator import spec
+
+CRD = Path(__file__).parents[2] / "deploy" / "crds" / "modeldeployments.serving.berth.dev.yaml"
 
 MINIMAL: dict[str, Any] = {
     "model": {"name": "fraud", "storage": {"pvc": {"claimName": "models", "subPath": "fraud"}}},
@@ -78,3 +84,41 @@ def test_invalid_specs_are_rejected_naming_the_field(raw: dict[str, Any], field:
         spec.parse(raw)
     assert caught.value.field == field
     assert str(caught.value).startswith(field + ":")
+
+
+def _spec_schema() -> Mapping[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema: Mapping[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def _scalar_defaults(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted field path, default) for every non-object default; an object default (`{}`) only
+    lets its fields' defaults apply when the object itself is omitted."""
+    for key, field in schema.get("properties", {}).items():
+        if "default" in field and not isinstance(field["default"], dict):
+            yield f"{path}{key}", field["default"]
+        yield from _scalar_defaults(field, f"{path}{key}.")
+
+
+def _attribute(camel_case: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", camel_case).lower()
+
+
+def test_defaults_stated_in_python_are_the_crds() -> None:
+    """The API server applies the CRD's defaults; spec's dataclasses restate them for objects
+    stored without them (older schema, validation off), so the two must agree."""
+    md = spec.parse(with_(canary={"version": 4}, autoscaling={"maxReplicas": 2}))
+    defaults = dict(_scalar_defaults(_spec_schema()))
+    assert "traffic.provider" in defaults and "autoscaling.minReplicas" in defaults
+    for path, default in defaults.items():
+        value: Any = md
+        for key in path.split("."):
+            value = getattr(value, _attribute(key))
+        assert value == default, path
+
+
+def test_provider_choices_are_the_crds_enum() -> None:
+    provider = _spec_schema()["properties"]["traffic"]["properties"]["provider"]
+    assert list(spec.PROVIDERS) == provider["enum"]

@@ -40,9 +40,10 @@ protos-check: $(STAMP)
 	$(BIN)/python -m berth_server.protos.generate --check
 
 lint: $(STAMP)
-	@echo ">> ruff + mypy"
+	@echo ">> ruff + mypy + import-linter (the server's layers, pyproject.toml)"
 	$(BIN)/ruff check server operator tests examples bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 lint-docker: $(STAMP)
 	@echo ">> hadolint Dockerfile.server Dockerfile.operator"

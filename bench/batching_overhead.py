@@ -27,7 +27,7 @@ import numpy as np
 from berth_server.batching import parameters as batching_parameters
 from berth_server.batching import runner as batching_runner
 from berth_server.servables import inference
-from berth_server.service import predictor
+from berth_server.service import runners
 
 REPEATS = 5
 TOTAL_REQUESTS = 30_000
@@ -47,7 +47,7 @@ class _Lease:
         self.version = 1
 
 
-async def _drive(runner: predictor.Runner, lease: Any, clients: int,
+async def _drive(runner: runners.Runner, lease: Any, clients: int,
                  per_client: int) -> tuple[float, float, float]:
     plan = inference.Plan("serving_default", {"x": np.zeros((1, 10), np.float32)}, ["y"])
 
@@ -62,7 +62,7 @@ async def _drive(runner: predictor.Runner, lease: Any, clients: int,
             (time.process_time() - cpu) / n * 1e6)
 
 
-def _measure(make: Callable[[], tuple[predictor.Runner, Close]], lease: Any,
+def _measure(make: Callable[[], tuple[runners.Runner, Close]], lease: Any,
              clients: int) -> list[float]:
     rows = []
     for _ in range(REPEATS):
@@ -73,13 +73,13 @@ def _measure(make: Callable[[], tuple[predictor.Runner, Close]], lease: Any,
     return [statistics.median(column) for column in zip(*rows, strict=True)]
 
 
-def _thread_runner() -> tuple[predictor.Runner, Close]:
+def _thread_runner() -> tuple[runners.Runner, Close]:
     pool = ThreadPoolExecutor(4)
-    return predictor.ThreadRunner(pool), pool.shutdown
+    return runners.ThreadRunner(pool), pool.shutdown
 
 
-def _batching(timeout_micros: int) -> Callable[[], tuple[predictor.Runner, Close]]:
-    def make() -> tuple[predictor.Runner, Close]:
+def _batching(timeout_micros: int) -> Callable[[], tuple[runners.Runner, Close]]:
+    def make() -> tuple[runners.Runner, Close]:
         runner = batching_runner.BatchingRunner(batching_parameters.BatchingParameters(
             max_batch_size=128, batch_timeout_micros=timeout_micros, num_batch_threads=1,
             max_enqueued_batches=1000))

@@ -37,7 +37,8 @@ from berth_server.rpc import interceptor as rpc_interceptor
 from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
 from berth_server.servables import saved_model, warmup
-from berth_server.service import predictor
+from berth_server.service import admission, runners, runtime_metrics
+from berth_server.service.inference_service import InferenceService
 
 log = logging.getLogger("berth_server")
 
@@ -134,12 +135,16 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
         await core.reload(model_config.from_options(opts))
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
-        runner = observability.wrap_runner(batching or predictor.ThreadRunner(request_pool),
-                                           max_inflight=opts.max_inflight_requests)
-        the_predictor = predictor.Predictor(core, runner,
-                                            check_method_names=opts.enable_signature_method_name_check)
-        grpc_server = await _start_grpc(opts, the_predictor, observability, tls_config)
-        rest = await _start_rest(opts, the_predictor, observability, tls_config)
+        # The runner chain: admission first (a refused request costs nothing), then runtime
+        # timing, then batching or a worker thread.
+        runner = admission.AdmissionRunner(
+            runtime_metrics.RuntimeMetricsRunner(
+                batching or runners.ThreadRunner(request_pool), observability.metrics),
+            observability.metrics, max_inflight=opts.max_inflight_requests)
+        service = InferenceService(core, runner,
+                                   check_method_names=opts.enable_signature_method_name_check)
+        grpc_server = await _start_grpc(opts, service, core, observability, tls_config)
+        rest = await _start_rest(opts, service, core, observability, tls_config)
         log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
         await stop.wait()
         log.info("Shutting down: finishing in-flight requests")
@@ -170,15 +175,14 @@ async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server,
             log.warning("Shutdown did not drain cleanly: %r", result)
 
 
-async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
-                      observability: Observability, tls_config: tls.TlsConfig | None,
-                      ) -> grpc.aio.Server:
+async def _start_grpc(opts: ServerOptions, service: InferenceService,
+                      core: server_core.ServerCore, observability: Observability,
+                      tls_config: tls.TlsConfig | None) -> grpc.aio.Server:
     server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
         rpc_interceptor.RecordingInterceptor(observability.observer)])
-    rpc_services.add_services(server, the_predictor,
-                          tensor_content_outputs=opts.enable_serialization_as_tensor_content)
-    rpc_streaming.add_service(server, the_predictor,
-                            tensor_content_outputs=opts.enable_serialization_as_tensor_content)
+    tensor_content = opts.enable_serialization_as_tensor_content
+    rpc_services.add_services(server, service, core, tensor_content_outputs=tensor_content)
+    rpc_streaming.add_service(server, service, tensor_content_outputs=tensor_content)
     if opts.enable_grpc_healthcheck_service:
         from berth_server.rpc import health as rpc_health
 
@@ -196,8 +200,9 @@ async def _start_grpc(opts: ServerOptions, the_predictor: predictor.Predictor,
     return server
 
 
-async def _start_rest(opts: ServerOptions, the_predictor: predictor.Predictor,
-                      observability: Observability, tls_config: tls.TlsConfig | None,
+async def _start_rest(opts: ServerOptions, service: InferenceService,
+                      core: server_core.ServerCore, observability: Observability,
+                      tls_config: tls.TlsConfig | None,
                       ) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
     if not opts.rest_api_port:
         return None
@@ -206,13 +211,11 @@ async def _start_rest(opts: ServerOptions, the_predictor: predictor.Predictor,
                   "HTTP/REST API. Skipped exporting HTTP/REST API.")
         return None
     max_body = opts.max_request_size_bytes or MAX_REST_BODY_BYTES
-    app = rest_api.RestApi(the_predictor, timeout_ms=opts.rest_api_timeout_in_ms,
-                           enable_cors=opts.rest_api_enable_cors_support,
-                           max_body_bytes=max_body)
-    front = rest_front.RestFront(app, the_predictor.core, observability.observer,
-                                 metrics_path=observability.metrics_path, max_body_bytes=max_body,
-                                 read_length=bool(opts.max_request_size_bytes
-                                                  or opts.access_log_file))
+    front = rest_front.RestFront(
+        rest_api.RestApi(service, timeout_ms=opts.rest_api_timeout_in_ms), service, core,
+        observability.observer, metrics_path=observability.metrics_path, max_body_bytes=max_body,
+        read_length=bool(opts.max_request_size_bytes or opts.access_log_file),
+        enable_cors=opts.rest_api_enable_cors_support)
     ssl_kwargs = tls_config.uvicorn_kwargs() if tls_config and opts.rest_api_enable_ssl else {}
     config = uvicorn.Config(front, host="0.0.0.0", port=opts.rest_api_port, http="httptools",
                             lifespan="off", access_log=False, log_level="warning",

@@ -53,13 +53,13 @@ def test_a_rest_body_over_the_limit_is_refused_with_413(limited: ServerProcess) 
                 {"instances": [1.0]}).status == 200
 
 
-def test_a_chunked_rest_body_over_the_limit_is_resource_exhausted(limited: ServerProcess) -> None:
+def test_a_chunked_rest_body_over_the_limit_is_refused_with_413_too(limited: ServerProcess) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", limited.rest_port, timeout=30)
     chunks = iter([b'{"instances": [' + b"1.0," * 1500, b"1.0]}"])
     connection.request("POST", "/v1/models/half_plus_two:predict", body=chunks,
                        encode_chunked=True)
     response = connection.getresponse()
-    assert response.status == 429  # RESOURCE_EXHAUSTED in TF Serving's HTTP table
+    assert response.status == 413  # as for a Content-Length over the limit
     assert b"exceeds the maximum" in response.read()
     connection.close()
 

@@ -22,6 +22,7 @@ from berth_server import errors
 from berth_server.protos import streaming_pb2_grpc
 from berth_server.rpc import streaming as rpc_streaming
 from berth_server.servables import inference
+from berth_server.service.inference_service import InferenceService
 
 SIGNATURE = meta_graph_pb2.SignatureDef(
     inputs={"x": meta_graph_pb2.TensorInfo(name="x:0", dtype=tf.float32.as_datatype_enum)},
@@ -56,22 +57,27 @@ class Model:
             self.running -= 1
 
 
-class FakePredictor:
-    check_method_names = False
+class FakeCore:
+    """What the InferenceService reads of ServerCore and its manager: model "m", version 1."""
 
-    def __init__(self, model: Model) -> None:
-        self.run = model
-
-    @contextlib.contextmanager
-    def lease(self, name: str, version: int | None = None,
-              label: str | None = None) -> Iterator[Any]:
-        if name != "m":
-            raise errors.not_found(f"Servable not found for request: Latest({name})")
-        yield SimpleNamespace(name="m", version=1, servable=None)
+    def __init__(self) -> None:
+        self.manager = self
 
     @staticmethod
-    def signatures(lease: Any) -> inference.Signatures:
-        return {"serving_default": SIGNATURE}
+    def resolve_version(name: str, version: int | None, label: str | None) -> int | None:
+        return version
+
+    @contextlib.contextmanager
+    def lease(self, name: str, version: int | None = None) -> Iterator[Any]:
+        if name != "m":
+            raise errors.not_found(f"Servable not found for request: Latest({name})")
+        yield SimpleNamespace(name="m", version=1,
+                              servable=SimpleNamespace(signatures={"serving_default": SIGNATURE}))
+
+
+def fake_service(model: Model) -> InferenceService:
+    return InferenceService(FakeCore(), model,  # type: ignore[arg-type]
+                            check_method_names=False)
 
 
 def request(value: float, model: str = "m", dtype: Any = np.float32,
@@ -94,8 +100,7 @@ def serve(model: Model, test: Callable[[streaming_pb2_grpc.StreamingPredictionSe
                                        Awaitable[None]]) -> None:
     async def main() -> None:
         server = grpc.aio.server()
-        rpc_streaming.add_service(server, FakePredictor(model),  # type: ignore[arg-type]
-                                tensor_content_outputs=False)
+        rpc_streaming.add_service(server, fake_service(model), tensor_content_outputs=False)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:

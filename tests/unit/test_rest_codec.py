@@ -11,15 +11,17 @@ import pytest
 
 from berth_server import errors
 from berth_server.rest import json_tensor, predict_request
-from berth_server.rest.json_body import parse_body
+from berth_server.rest.json_body import parse_body, signature_name_of
 
 FLOAT, DOUBLE, INT32, UINT8, INT16, INT8, STRING = 1, 2, 3, 4, 5, 6, 7
 INT64, BOOL, HALF, UINT32, UINT64 = 9, 10, 19, 22, 23
 
 
 def decode(body: bytes | dict[str, Any], dtypes: dict[str, int]) -> predict_request.PredictInputs:
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return predict_request.decode_predict_request(parse_body(raw), dtypes)
+    """Decode as the REST handler does: the signature name first, then the tensors."""
+    document = parse_body(body if isinstance(body, bytes) else orjson.dumps(body))
+    return predict_request.decode_predict_request(
+        document, dtypes, signature_name=signature_name_of(document))
 
 
 def error_of(body: bytes | dict[str, Any], dtypes: dict[str, int]) -> errors.ServingError:
@@ -113,12 +115,6 @@ def test_decodes_like_tf_serving(body: bytes, dtypes: dict[str, int],
     assert decoded.tensors.keys() == expected.keys()
     for name, (values, dtype) in expected.items():
         assert_tensor(decoded.tensors[name], values, dtype)
-
-
-def test_signature_name_is_returned_and_defaults_to_empty() -> None:
-    assert decode({"signature_name": "sig", "instances": [[1]]}, {"x": INT32}).signature_name \
-        == "sig"
-    assert decode({"instances": [[1]]}, {"x": INT32}).signature_name == ""
 
 
 def test_fast_and_exact_paths_agree_on_a_batch() -> None:

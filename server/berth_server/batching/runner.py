@@ -48,7 +48,7 @@ class BatchingRunner:
             Any, parameters.BatchingParameters] = weakref.WeakKeyDictionary()
         self._clock = self.scheduler.clock
 
-    async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         servable = lease.servable
         params = self._params_for(servable) if self._per_model else self._params

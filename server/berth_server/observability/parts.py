@@ -12,10 +12,8 @@ import logging
 from berth_server.config import monitoring_config
 from berth_server.observability.access_log import AccessLog
 from berth_server.observability.metrics import Metrics
-from berth_server.observability.request_observer import RequestObserver
+from berth_server.observability.request_record import RequestObserver
 from berth_server.options import ServerOptions
-from berth_server.service import admission, runtime_metrics
-from berth_server.service.predictor import Runner
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +36,6 @@ class Observability:
                       if opts.access_log_file else None)
         metrics = Metrics()
         return cls(metrics, RequestObserver(metrics, access_log), path, access_log)
-
-    def wrap_runner(self, runner: Runner, *, max_inflight: int) -> Runner:
-        """Admission first (a refused request costs nothing), then runtime timing."""
-        timed = runtime_metrics.RuntimeMetricsRunner(runner, self.metrics)
-        return admission.AdmissionRunner(timed, self.metrics, max_inflight=max_inflight)
 
     def close(self) -> None:
         if self.access_log is not None:

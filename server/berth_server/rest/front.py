@@ -1,7 +1,11 @@
-"""The REST port's front door: Berth's extra routes, request recording and the body-size limit.
+"""The REST port as an ASGI app: HTTP around TF Serving's /v1 handler, and Berth's extra routes.
 
-Sits in front of `rest_api.RestApi` (TF Serving's /v1 grammar, untouched). The extra routes live
-outside `/v1/`, where TF Serving answers a plain 404, so no TF Serving route changes meaning:
+Everything HTTP lives here: the body and its size limit (`rest.body`), CORS, error bodies and
+status codes (TF Serving's table, `errors.http_status`), and recording every /v1 request for
+metrics and the access log. `rest.api.RestApi` sees only method, raw path and body.
+
+Berth's extra routes live outside `/v1/`, where TF Serving answers a plain 404, so no TF Serving
+route changes meaning:
 
 * `<monitoring path>` (default `/monitoring/prometheus/metrics`): Prometheus text, when enabled.
 * `/healthz`: liveness, 200 while the process serves HTTP.
@@ -9,53 +13,57 @@ outside `/v1/`, where TF Serving answers a plain 404, so no TF Serving route cha
   (TF Serving's status URL says 200 even when nothing is loaded, issue #671).
 * `/berth/v1/models`: every configured model with its version statuses (issue #795); GET
   `/v1/models` keeps TF Serving's 400 `Missing model name in request.`.
-
-Every `/v1/` request is recorded (metrics, access log); RestApi notes the route, error code and
-response through `request_record`, so recording adds no wrapper around `send`. With
-`read_length` (a size limit or the access log is on) the `Content-Length` is read: above
-`max_body_bytes` the request is refused with 413 before the body is read; a chunked body that
-grows past it is stopped by RestApi with RESOURCE_EXHAUSTED (429, TF Serving's mapping).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from google.protobuf import json_format
-from tensorflow_serving.apis import model_pb2
 
 from berth_server import errors
 from berth_server.core.server_core import ServerCore
 from berth_server.observability import exposition, request_record
-from berth_server.observability.request_observer import RequestObserver
-from berth_server.rest import json_body
-from berth_server.rpc import services as rpc_services
+from berth_server.observability.request_record import RequestObserver
+from berth_server.rest import body, json_body
+from berth_server.rest.api import RestApi
+from berth_server.service.inference_service import InferenceService
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 LIST_MODELS_PATH = "/berth/v1/models"
-_JSON = [(b"content-type", b"application/json")]
+_JSON: Headers = [(b"content-type", b"application/json")]
+_CORS: Headers = [(b"access-control-allow-origin", b"*"),
+                  (b"access-control-allow-methods", b"POST, GET"),
+                  (b"access-control-allow-headers", b"Content-Type")]
+_NOT_FOUND_PAGE = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n"
+                   b"<H1>Not Found</H1>\n</BODY></HTML>\n")
 _POST_VERBS = frozenset(("predict", "classify", "regress"))
-_STATUS_CODES = {400: errors.Code.INVALID_ARGUMENT, 404: errors.Code.NOT_FOUND,
-                 413: errors.Code.RESOURCE_EXHAUSTED, 500: errors.Code.INTERNAL,
-                 503: errors.Code.UNAVAILABLE}
 
 
 class RestFront:
-    def __init__(self, app: App, core: ServerCore, observer: RequestObserver, *,
-                 metrics_path: str | None, max_body_bytes: int, read_length: bool) -> None:
-        self._app = app
-        self._read_length = read_length
+    def __init__(self, api: RestApi, service: InferenceService, core: ServerCore,
+                 observer: RequestObserver, *, metrics_path: str | None, max_body_bytes: int,
+                 read_length: bool, enable_cors: bool) -> None:
+        """`read_length`: check `Content-Length` before reading (a limit or the access log is
+        on); otherwise only the body's actual size is checked, as it arrives."""
+        self._api = api
+        self._service = service
         self._core = core
         self._observer = observer
         self._max_body_bytes = max_body_bytes
-        self._routes: dict[str, Callable[[], tuple[int, bytes, list[tuple[bytes, bytes]]]]] = {
+        self._read_length = read_length
+        self._cors = _CORS if enable_cors else []
+        self._routes: dict[str, Callable[[], tuple[int, bytes, Headers]]] = {
             LIVENESS_PATH: lambda: (200, b'{"status": "alive"}\n', _JSON),
             READINESS_PATH: self._readiness,
             LIST_MODELS_PATH: self._list_models,
@@ -67,57 +75,74 @@ class RestFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
-        route = self._routes.get(path)
+        route = self._routes.get(scope["path"])
         if route is not None:
             if scope["method"] not in ("GET", "HEAD"):
                 await _respond(send, 405, json_body.encode_error(
-                    f"Method {scope['method']} is not allowed on {path}"), _JSON)
+                    f"Method {scope['method']} is not allowed on {scope['path']}"), _JSON)
                 return
             await _respond(send, *route())
             return
+        # TF Serving matches its URL grammar on the path as sent, before any unescaping.
+        path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         if path[:4].lower() != "/v1/":
-            await self._app(scope, receive, send)
+            await _respond(send, 404, _NOT_FOUND_PAGE, [(b"content-type", b"text/html")])
             return
-        await self._recorded(scope, receive, send)
-
-    async def _recorded(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = request_record.begin("REST")
         try:
-            if self._read_length:
-                length = record.request_bytes = _content_length(scope)
-                if length > self._max_body_bytes:
-                    record.code = errors.Code.RESOURCE_EXHAUSTED
-                    await _respond(send, 413, json_body.encode_error(
-                        f"Request body of {length} bytes exceeds the maximum of "
-                        f"{self._max_body_bytes} bytes"), _JSON)
-                    return
-            await self._app(scope, receive, send)
+            status, payload, headers = await self._v1(scope, receive, path, record)
+            record.http_status, record.response_bytes = status, len(payload)
+            await _respond(send, status, payload, headers)
         finally:
-            if record.http_status != 200 and record.code == errors.Code.OK:
-                record.code = _STATUS_CODES.get(record.http_status, errors.Code.UNKNOWN)
             # TF Serving's API label is "" for GETs; the access log keeps status/metadata.
             self._observer.finish(record, metric_api=record.api if record.api in _POST_VERBS
                                   else "")
 
-    def _readiness(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _v1(self, scope: Scope, receive: Receive, path: str,
+                  record: request_record.RequestRecord) -> tuple[int, bytes, Headers]:
+        method: str = scope["method"]
+        if method == "OPTIONS" and self._cors:
+            return self._preflight(scope, record)
+        try:
+            if self._read_length:
+                record.request_bytes = body.content_length(scope)
+                body.check_declared_length(record.request_bytes, self._max_body_bytes)
+            content = await body.read(scope, receive, self._max_body_bytes)
+            return 200, await self._api.handle(method, path, content), [*_JSON, *self._cors]
+        except errors.ServingError as error:
+            record.code = error.code
+            status = 413 if isinstance(error, body.BodyTooLarge) else errors.http_status(error.code)
+            return status, json_body.encode_error(error.message), [*_JSON, *self._cors]
+        except Exception as error:  # a bug must cost one request, never the server
+            log.exception("Unexpected error handling %s %s", method, path)
+            record.code = errors.Code.INTERNAL
+            return 500, json_body.encode_error(f"Internal error: {error!r}"), [*_JSON, *self._cors]
+
+    def _preflight(self, scope: Scope,
+                   record: request_record.RequestRecord) -> tuple[int, bytes, Headers]:
+        origin = dict(scope["headers"]).get(b"origin", b"")
+        if b"http://" in origin or b"https://" in origin:
+            return 200, b"", self._cors
+        record.code = errors.Code.INVALID_ARGUMENT
+        return 400, json_body.encode_error("Origin header is missing in CORS preflight"), [
+            *_JSON, *self._cors]
+
+    def _readiness(self) -> tuple[int, bytes, Headers]:
         manager = self._core.manager
         models = {name: manager.available_versions(name) for name in self._core.model_names}
         ready = bool(models) and self._core.is_ready()
-        body = json_body.dumps({"ready": ready, "models": {
+        payload = json_body.dumps({"ready": ready, "models": {
             name: {"available_versions": [str(v) for v in versions]}
             for name, versions in sorted(models.items())}})
-        return (200 if ready else 503), body, _JSON
+        return (200 if ready else 503), payload, _JSON
 
-    def _list_models(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    def _list_models(self) -> tuple[int, bytes, Headers]:
         models = []
         for name in sorted(self._core.model_names):
             entry: dict[str, Any] = {"name": name, "model_version_status": []}
             try:
-                status = rpc_services.model_status(self._core.manager.statuses,
-                                               model_pb2.ModelSpec(name=name))
                 entry.update(json_format.MessageToDict(
-                    status, always_print_fields_with_no_presence=True,
+                    self._service.status(name, None), always_print_fields_with_no_presence=True,
                     preserving_proto_field_name=True))
             except errors.ServingError:
                 pass  # configured, no version found yet
@@ -126,18 +151,7 @@ class RestFront:
         return 200, json_body.dumps({"models": models}), _JSON
 
 
-def _content_length(scope: Scope) -> int:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
-
-
-async def _respond(send: Send, status: int, body: bytes,
-                   headers: list[tuple[bytes, bytes]]) -> None:
+async def _respond(send: Send, status: int, payload: bytes, headers: Headers) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+                "headers": [*headers, (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})

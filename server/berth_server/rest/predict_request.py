@@ -16,7 +16,7 @@ import numpy as np
 
 from berth_server import errors
 from berth_server.rest import json_tensor
-from berth_server.rest.json_body import format_error, is_b64_object, signature_name_of
+from berth_server.rest.json_body import format_error, is_b64_object
 from berth_server.rest.json_body import value_to_string as _show
 
 
@@ -24,14 +24,14 @@ from berth_server.rest.json_body import value_to_string as _show
 class PredictInputs:
     """A decoded predict body. `row_format` (instances) selects the response layout."""
 
-    signature_name: str
     tensors: dict[str, np.ndarray]
     row_format: bool
 
 
-def decode_predict_request(body: dict[str, Any], input_dtypes: Mapping[str, int]) -> PredictInputs:
-    """Convert a parsed predict body, given the signature's inputs (alias → DataType enum)."""
-    signature_name = signature_name_of(body)
+def decode_predict_request(body: dict[str, Any], input_dtypes: Mapping[str, int], *,
+                           signature_name: str) -> PredictInputs:
+    """Convert a parsed predict body, given the inputs (alias → DataType enum) of the signature
+    its `signature_name` names (`json_body.signature_name_of`)."""
     if not input_dtypes:
         raise errors.invalid_argument(
             f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
@@ -44,9 +44,9 @@ def decode_predict_request(body: dict[str, Any], input_dtypes: Mapping[str, int]
             raise format_error(body, "Excepting 'instances' to be an list/array")
         if not rows:
             raise format_error(body, "No values in 'instances' array")
-        return PredictInputs(signature_name, _from_instances(rows, input_dtypes), True)
+        return PredictInputs(_from_instances(rows, input_dtypes), True)
     if "inputs" in body:
-        return PredictInputs(signature_name, _from_inputs(body["inputs"], input_dtypes), False)
+        return PredictInputs(_from_inputs(body["inputs"], input_dtypes), False)
     raise errors.invalid_argument("Missing 'inputs' or 'instances' key")
 
 

@@ -16,7 +16,7 @@ import grpc
 
 from berth_server import errors
 from berth_server.observability import request_record
-from berth_server.observability.request_observer import RequestObserver
+from berth_server.observability.request_record import RequestObserver
 
 _SERVICE = "/tensorflow.serving.PredictionService/"
 RECORDED_METHODS = frozenset(("Predict", "Classify", "Regress"))

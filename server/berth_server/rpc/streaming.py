@@ -22,7 +22,7 @@ from tensorflow_serving.apis import predict_pb2
 from berth_server import errors
 from berth_server.protos import streaming_pb2, streaming_pb2_grpc
 from berth_server.rpc import services
-from berth_server.service.predictor import Predictor
+from berth_server.service.inference_service import InferenceService
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ _Answer = asyncio.Future[streaming_pb2.StreamPredictResponse]
 
 
 class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceServicer):
-    def __init__(self, predictor: Predictor, *, tensor_content_outputs: bool,
+    def __init__(self, service: InferenceService, *, tensor_content_outputs: bool,
                  max_in_flight: int = MAX_IN_FLIGHT_PER_STREAM) -> None:
-        self._predictor = predictor
+        self._service = service
         self._tensor_content = tensor_content_outputs
         self._max_in_flight = max(1, max_in_flight)
 
@@ -77,7 +77,7 @@ class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceSe
     async def _answer(self, index: int, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> streaming_pb2.StreamPredictResponse:
         try:
-            response = await services.predict(self._predictor, request,
+            response = await services.predict(self._service, request,
                                               services.remaining_ms(context),
                                               tensor_content_outputs=self._tensor_content)
         except errors.ServingError as error:
@@ -95,8 +95,8 @@ def _error(index: int, code: errors.Code, message: str) -> streaming_pb2.StreamP
         index=index, error=streaming_pb2.Status(code=int(code), message=message))
 
 
-def add_service(server: grpc.aio.Server, predictor: Predictor, *,
+def add_service(server: grpc.aio.Server, service: InferenceService, *,
                 tensor_content_outputs: bool) -> None:
     streaming_pb2_grpc.add_StreamingPredictionServiceServicer_to_server(
-        StreamingPredictionService(predictor, tensor_content_outputs=tensor_content_outputs),
+        StreamingPredictionService(service, tensor_content_outputs=tensor_content_outputs),
         server)

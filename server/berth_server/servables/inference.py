@@ -33,24 +33,22 @@ class Plan:
     output_aliases: Sequence[str]
 
 
-def predict_signature(signatures: Signatures, name: str) -> meta_graph_pb2.SignatureDef:
-    signature = signatures.get(name or DEFAULT_SIGNATURE)
+def signature_key(name: str) -> str:
+    """The signature a request names: `serving_default` when it names none."""
+    return name or DEFAULT_SIGNATURE
+
+
+def plan_predict(key: str, signature: meta_graph_pb2.SignatureDef | None,
+                 inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()) -> Plan:
+    """Check `inputs` against the signature found under `key` (None: there is none)."""
     if signature is None:
-        raise errors.failed_precondition(f'Serving signature key "{name or DEFAULT_SIGNATURE}" '
-                                         "not found.")
-    return signature
-
-
-def plan_predict(signatures: Signatures, signature_name: str, inputs: Mapping[str, np.ndarray],
-                 output_filter: Sequence[str] = ()) -> Plan:
-    signature = predict_signature(signatures, signature_name)
+        raise errors.failed_precondition(f'Serving signature key "{key}" not found.')
     defaults = {alias: tf.make_ndarray(value) for alias, value in signature.defaults.items()
                 if alias not in inputs and alias in signature.inputs}
     if defaults:  # TF2 signatures may declare values for inputs a request leaves out
         inputs = {**inputs, **defaults}
     _check_inputs(signature, inputs)
-    return Plan(signature_name or DEFAULT_SIGNATURE, inputs,
-                _output_aliases(signature, output_filter))
+    return Plan(key, inputs, _output_aliases(signature, output_filter))
 
 
 def _check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]) -> None:
@@ -96,7 +94,7 @@ def plan_classify(signatures: Signatures, signature_name: str, examples: Sequenc
     if not outputs or len(signature.outputs) > 2:
         raise errors.invalid_argument(
             f"Expected one or two output Tensors, found {len(signature.outputs)}")
-    return _examples_plan(signature_name, signature, examples, outputs)
+    return _examples_plan(signature_key(signature_name), signature, examples, outputs)
 
 
 def classify_result(outputs: Outputs, num_examples: int) -> list[list[tuple[str, float]]]:
@@ -122,7 +120,7 @@ def plan_regress(signatures: Signatures, signature_name: str, examples: Sequence
     signature = _example_signature(signatures, signature_name, REGRESS_METHOD, check_method)
     if list(signature.outputs) != ["outputs"]:
         raise errors.invalid_argument("Expected one output Tensor named 'outputs'.")
-    return _examples_plan(signature_name, signature, examples, ["outputs"])
+    return _examples_plan(signature_key(signature_name), signature, examples, ["outputs"])
 
 
 def regress_result(outputs: Outputs, num_examples: int) -> list[float]:
@@ -138,10 +136,10 @@ def regress_result(outputs: Outputs, num_examples: int) -> list[float]:
 
 def _example_signature(signatures: Signatures, name: str, method: str,
                        check_method: bool) -> meta_graph_pb2.SignatureDef:
-    signature = signatures.get(name or DEFAULT_SIGNATURE)
+    signature = signatures.get(signature_key(name))
     if signature is None:
         raise errors.invalid_argument(f"No signature was found with the name: "
-                                      f"{name or DEFAULT_SIGNATURE}")
+                                      f"{signature_key(name)}")
     if check_method and signature.method_name != method:
         kind = "classification" if method == CLASSIFY_METHOD else "regression"
         raise errors.invalid_argument(f"Expected {kind} signature method_name to be {method}. "
@@ -151,7 +149,7 @@ def _example_signature(signatures: Signatures, name: str, method: str,
     return signature
 
 
-def _examples_plan(signature_name: str, signature: meta_graph_pb2.SignatureDef,
+def _examples_plan(key: str, signature: meta_graph_pb2.SignatureDef,
                    examples: Sequence[bytes], outputs: list[str]) -> Plan:
     if not examples:
         raise errors.invalid_argument("Input is empty.")
@@ -162,4 +160,4 @@ def _examples_plan(signature_name: str, signature: meta_graph_pb2.SignatureDef,
             f"got {tf.dtypes.as_dtype(info.dtype).name}")
     batch = np.empty(len(examples), dtype=object)
     batch[:] = list(examples)
-    return Plan(signature_name or DEFAULT_SIGNATURE, {alias: batch}, outputs)
+    return Plan(key, {alias: batch}, outputs)

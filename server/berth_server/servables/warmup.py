@@ -62,7 +62,8 @@ def _plans(model: SavedModel, entry: prediction_log_pb2.PredictionLog) -> list[i
     if kind == "predict_log":
         request = entry.predict_log.request
         inputs = {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()}
-        return [inference.plan_predict(signatures, request.model_spec.signature_name, inputs,
+        key = inference.signature_key(request.model_spec.signature_name)
+        return [inference.plan_predict(key, signatures.get(key), inputs,
                                        list(request.output_filter))]
     if kind == "classify_log":
         request = entry.classify_log.request

@@ -1,6 +1,6 @@
 """Bounded admission to model execution: overload is answered at once, never queued.
 
-Wraps any `predictor.Runner` (the thread runner or the batching layer). At most
+Wraps any `runners.Runner` (the thread runner or the batching layer). At most
 `max_inflight` requests may be waiting for or inside model execution across the server; the
 next one gets UNAVAILABLE (HTTP 503) immediately, so under 2x load the excess fails fast,
 memory stays flat and latency of the admitted requests stays bounded. The per-model count is
@@ -13,7 +13,8 @@ from berth_server import errors
 from berth_server.core.aspired_versions_manager import Lease
 from berth_server.observability.metrics import Metrics
 from berth_server.servables import inference
-from berth_server.service.predictor import Runner
+from berth_server.servables.saved_model import SavedModel
+from berth_server.service.runners import Runner
 
 
 class AdmissionRunner:
@@ -23,7 +24,7 @@ class AdmissionRunner:
         self._max_inflight = max_inflight if max_inflight > 0 else 2**62
         self.inflight = 0
 
-    async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         if self.inflight >= self._max_inflight:
             raise errors.unavailable(

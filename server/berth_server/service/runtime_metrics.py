@@ -1,6 +1,6 @@
 """Times model execution for `:tensorflow:serving:runtime_latency` and notes the signature.
 
-Wraps any `predictor.Runner`. The time is what the request spends in the runner (waiting for a
+Wraps any `runners.Runner`. The time is what the request spends in the runner (waiting for a
 worker thread or batch, then running), in microseconds, labelled with the model and the API of
 the request being served (`Predict`, `Classify`, `Regress`); runtime is `TF1` as in TF Serving's
 SavedModel path. Work outside a request (warmup) is not recorded.
@@ -14,7 +14,8 @@ from berth_server.core.aspired_versions_manager import Lease
 from berth_server.observability import request_record
 from berth_server.observability.metrics import Metrics
 from berth_server.servables import inference
-from berth_server.service.predictor import Runner
+from berth_server.servables.saved_model import SavedModel
+from berth_server.service.runners import Runner
 
 _API = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
 
@@ -24,7 +25,7 @@ class RuntimeMetricsRunner:
         self._inner = inner
         self._metrics = metrics
 
-    async def __call__(self, lease: Lease, plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         record = request_record.current.get()
         if record is None:

@@ -12,9 +12,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from google.protobuf import text_format
-
 from berth_server import errors
+from berth_server.config import text_protos
 from berth_server.protos import batching_pb2
 
 DEFAULT_THREAD_POOL_NAME = "batch_threads"
@@ -22,6 +21,7 @@ DEFAULT_THREAD_POOL_NAME = "batch_threads"
 MODEL_FILE_NAME = "batching_params.pbtxt"
 # What TF Serving names the pool when --enable_batching comes without a parameters file.
 MODEL_SERVER_THREAD_POOL_NAME = "model_server_batch_threads"
+_TYPE_NAME = "tensorflow.serving.BatchingParameters"  # the proto users write the file for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,21 +99,13 @@ def _int(proto: batching_pb2.BatchingParameters, field: str, default: int) -> in
 
 def parse(text: str, *, default_threads: int) -> BatchingParameters:
     """Parse BatchingParameters text format; a syntax error is INVALID_ARGUMENT."""
-    proto = batching_pb2.BatchingParameters()
-    try:
-        text_format.Parse(text, proto)
-    except text_format.ParseError as error:
-        raise errors.invalid_argument(f"Invalid BatchingParameters text proto: {error}") from None
+    proto = text_protos.parse(text, batching_pb2.BatchingParameters(), type_name=_TYPE_NAME)
     return from_proto(proto, default_threads=default_threads)
 
 
 def read_file(path: str | Path, *, default_threads: int) -> BatchingParameters:
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise errors.invalid_argument(
-            f"Could not read batching parameters file {path}: {error.strerror}") from None
-    return parse(text, default_threads=default_threads)
+    proto = text_protos.read_file(path, batching_pb2.BatchingParameters(), type_name=_TYPE_NAME)
+    return from_proto(proto, default_threads=default_threads)
 
 
 def for_server(path: str, *, default_threads: int) -> BatchingParameters:

@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from berth_server import errors
+from berth_server.config import text_protos
 from berth_server.options import ServerOptions
+
+_TYPE_NAME = "tensorflow.serving.ModelServerConfig"
 
 
 def parse_text(text: str) -> model_server_config_pb2.ModelServerConfig:
-    """Parse a ModelServerConfig text proto; errors read as TF Serving's."""
-    try:
-        return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as error:
-        raise errors.invalid_argument(
-            f"Error parsing text-format tensorflow.serving.ModelServerConfig: {error}"
-        ) from None
+    return text_protos.parse(text, model_server_config_pb2.ModelServerConfig(),
+                             type_name=_TYPE_NAME)
 
 
 def read_file(path: str) -> model_server_config_pb2.ModelServerConfig:
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise errors.ServingError(errors.Code.NOT_FOUND, f"{path}; {error.strerror}") from None
-    return parse_text(text)
+    return text_protos.read_file(path, model_server_config_pb2.ModelServerConfig(),
+                                 type_name=_TYPE_NAME)
 
 
 def from_options(opts: ServerOptions) -> model_server_config_pb2.ModelServerConfig:

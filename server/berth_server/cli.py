@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from berth_server import options
+from berth_server.observability import log_format
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -98,8 +99,9 @@ def validate(opts: options.ServerOptions) -> None:
                          "server_options.tensorflow_inter_op_parallelism). Cannot configure all.")
     if not 0.0 <= opts.per_process_gpu_memory_fraction <= 1.0:
         raise UsageError("per_process_gpu_memory_fraction must be in [0, 1]")
-    if opts.log_format not in ("text", "json"):
-        raise UsageError(f"--log_format must be text or json, not {opts.log_format!r}")
+    if opts.log_format not in log_format.FORMATS:
+        raise UsageError(f"--log_format must be {' or '.join(log_format.FORMATS)}, "
+                         f"not {opts.log_format!r}")
     if not 0.0 <= opts.access_log_sampling_rate <= 1.0:
         raise UsageError("--access_log_sampling_rate must be in [0, 1]")
     if opts.max_request_size_bytes < 0 or opts.max_inflight_requests < 0:

@@ -17,7 +17,6 @@ class ServerOptions:
     port: int = 8500
     grpc_socket_path: str = ""
     rest_api_port: int = 0
-    rest_api_num_threads: int = dataclasses.field(default_factory=_default_num_threads)
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False
     model_name: str = "default"
@@ -38,16 +37,19 @@ class ServerOptions:
     per_process_gpu_memory_fraction: float = 0.0
     saved_model_tags: str = "serve"
     grpc_channel_arguments: str = ""
-    grpc_max_threads: int = dataclasses.field(default_factory=_default_num_threads)
     enable_grpc_healthcheck_service: bool = False
     ssl_config_file: str = ""
     num_load_threads: int = 0
-    num_unload_threads: int = 0
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
     enable_signature_method_name_check: bool = False
     enable_serialization_as_tensor_content: bool = False
-    # Accepted for command-line compatibility; they tune parts of TF Serving Berth does not have.
+    # Accepted for command-line compatibility; they tune parts of TF Serving Berth does not have
+    # (its thread pools: REST and gRPC share one event loop here, and loads and unloads share
+    # the --num_load_threads pool).
+    rest_api_num_threads: int = dataclasses.field(default_factory=_default_num_threads)
+    grpc_max_threads: int = dataclasses.field(default_factory=_default_num_threads)
+    num_unload_threads: int = 0
     flush_filesystem_caches: bool = True
     remove_unused_fields_from_bundle_metagraph: bool = True
     enable_profiler: bool = True

@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
-from typing import Literal
 
 import orjson
 
-LogFormat = Literal["text", "json"]
-FORMATS = ("text", "json")
+FORMATS = ("text", "json")  # the values --log_format takes
 _TEXT = "%(asctime)s.%(msecs)03d %(levelname).1s %(name)s] %(message)s"
 
 

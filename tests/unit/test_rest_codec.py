@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from berth_server import errors
-from berth_server.rest import json_tensor, predict_request
+from berth_server.rest import json_body, json_tensor, predict_request
 from berth_server.rest.json_body import parse_body, signature_name_of
 
 FLOAT, DOUBLE, INT32, UINT8, INT16, INT8, STRING = 1, 2, 3, 4, 5, 6, 7
@@ -300,7 +300,22 @@ def test_rank_is_limited_to_what_numpy_holds() -> None:
         assert error_of(body, {"x": INT32}).message.endswith("over the limit of 64")
 
 
-def test_deeply_nested_document_in_an_error_is_not_printed() -> None:
+def test_deeply_nested_document_in_an_error_is_cut_short() -> None:
     body = b'{"instances": 1, "inputs": ' + b"[" * 1000 + b"1" + b"]" * 1000 + b"}"
-    assert error_of(body, {"x": INT32}).message.startswith(
-        "JSON Value: <value nested too deeply to print> Not formatted correctly")
+    message = error_of(body, {"x": INT32}).message
+    assert message.startswith('JSON Value: {\n    "instances": 1,\n    "inputs": [')
+    assert "...TRUNCATED Not formatted correctly" in message
+    assert len(message) < json_body.MAX_SHOWN_CHARS + 200
+
+
+def test_an_error_about_a_huge_body_quotes_at_most_a_kilobyte_of_it() -> None:
+    body = orjson.dumps({"signature_name": 1, "instances": list(range(1_000_000))})
+    message = error_of(body, {"x": INT32}).message
+    assert message.endswith("...TRUNCATED not formatted correctly. 'signature_name' key must be "
+                            "a string value.")
+    assert len(message) < json_body.MAX_SHOWN_CHARS + 200
+
+
+def test_an_integer_of_thousands_of_digits_is_a_parse_error() -> None:
+    assert error_of(b'{"instances": [' + b"9" * 5000 + b"]}", {"x": INT32}).message == (
+        "JSON Parse error: Number too big to be stored in double.")

@@ -14,6 +14,7 @@ import binascii
 import decimal
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ from berth_server import errors
 _INT_MIN = -(2**63)
 _UINT_END = 2**64
 _FLT_RANGE = 3.4028234e38  # rapidjson's IsFloat() bound.
+_MAX_INT_CHARS = 21  # longer than any int64/uint64 literal
+# A JSON value quoted in an error message is cut after this many characters (as gRPC messages
+# are), so an error about a large body costs no more than the body's parse.
+MAX_SHOWN_CHARS = 1024
 
 # Python's json messages (prefixes) → rapidjson's GetParseError_En texts.
 _PARSE_REASONS: tuple[tuple[str, str], ...] = (
@@ -62,10 +67,18 @@ def _parse_slow(body: bytes) -> Any:
             f"JSON Parse error: {_reason(error, text)} at offset: {error.pos}") from None
     except RecursionError:
         raise errors.invalid_argument("JSON Parse error: Unspecific syntax error.") from None
+    except _NumberTooBig:
+        raise errors.invalid_argument(
+            "JSON Parse error: Number too big to be stored in double.") from None
 
 
 def _parse_int(literal: str) -> int | float:
     """Integers outside int64/uint64 become doubles, as in rapidjson (and orjson)."""
+    if len(literal) > _MAX_INT_CHARS:  # int() of thousands of digits is slow, then refused
+        value = float(literal)
+        if math.isinf(value):
+            raise _NumberTooBig
+        return value
     value = int(literal)
     return value if _INT_MIN <= value < _UINT_END else float(literal)
 
@@ -173,17 +186,42 @@ def to_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
+class _NumberTooBig(ValueError):
+    """An integer literal beyond even a double's range."""
+
+
+class _Full(Exception):
+    """The printed value reached MAX_SHOWN_CHARS."""
+
+
+class _Printed(list[str]):
+    """The printed parts, refusing to grow past MAX_SHOWN_CHARS."""
+
+    size = 0
+
+    def append(self, part: str) -> None:
+        super().append(part)
+        self.size += len(part)
+        if self.size > MAX_SHOWN_CHARS:
+            raise _Full
+
+
 def value_to_string(value: Any) -> str:
-    """TF Serving's `JsonValueToString`: a lone float as `WriteDecimal`, else PrettyWriter."""
+    """TF Serving's `JsonValueToString`: a lone float as `WriteDecimal`, else PrettyWriter.
+
+    At most MAX_SHOWN_CHARS of it, then `...TRUNCATED`.
+    """
     if type(value) is float:
         if abs(value) <= _FLT_RANGE:
             return write_decimal(value, float32=True)
         return write_decimal(value, float32=False)
-    parts: list[str] = []
+    parts = _Printed()
     try:
         _pretty(value, "", parts)
     except RecursionError:  # orjson accepts 1024 levels of nesting; this walk takes two per level.
         return "<value nested too deeply to print>"
+    except _Full:
+        return "".join(parts)[:MAX_SHOWN_CHARS] + "...TRUNCATED"
     return "".join(parts)
 
 
@@ -205,10 +243,10 @@ def write_decimal(value: float, *, float32: bool) -> str:
 def _pretty(value: Any, indent: str, out: list[str]) -> None:
     """rapidjson's PrettyWriter layout: 4-space indent, one member or element per line."""
     if isinstance(value, dict):
-        items = [(_quote(key) + ": ", item) for key, item in value.items()]
-        _pretty_container("{", items, "}", indent, out)
+        _pretty_container("{", ((_quote(key) + ": ", item) for key, item in value.items()), "}",
+                          indent, out)
     elif isinstance(value, list):
-        _pretty_container("[", [("", item) for item in value], "]", indent, out)
+        _pretty_container("[", (("", item) for item in value), "]", indent, out)
     elif isinstance(value, str):
         out.append(_quote(value))
     elif type(value) is float:
@@ -217,17 +255,16 @@ def _pretty(value: Any, indent: str, out: list[str]) -> None:
         out.append(json.dumps(value))
 
 
-def _pretty_container(start: str, items: list[tuple[str, Any]], end: str, indent: str,
+def _pretty_container(start: str, items: Iterator[tuple[str, Any]], end: str, indent: str,
                       out: list[str]) -> None:
-    if not items:
-        out.append(start + end)
-        return
+    """Walks `items` lazily, so a cut print of a huge container stops early."""
     inner = indent + "    "
-    out.append(start)
-    for index, (key, item) in enumerate(items):
-        out.append((",\n" if index else "\n") + inner + key)
+    empty = True
+    for key, item in items:
+        out.append((start + "\n" if empty else ",\n") + inner + key)
+        empty = False
         _pretty(item, inner, out)
-    out.append("\n" + indent + end)
+    out.append(start + end if empty else "\n" + indent + end)
 
 
 def _quote(text: str) -> str:

@@ -1,7 +1,8 @@
 """The server's own log lines: TF Serving-like text (default) or one JSON object per line.
 
 `--log_format=json` writes `{"time", "level", "logger", "message"}` plus `exception` when a
-traceback is attached, for log pipelines that parse JSON.
+traceback is attached, for log pipelines that parse JSON. In text, control characters of a
+message (a model name with a newline, say) are escaped, so a client cannot forge log lines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ import orjson
 
 FORMATS = ("text", "json")  # the values --log_format takes
 _TEXT = "%(asctime)s.%(msecs)03d %(levelname).1s %(name)s] %(message)s"
+
+
+# Every C0 control character and DEL, as the escape Python would print in a string literal.
+_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(0x20), 0x7F)}
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(_TEXT, datefmt="%Y-%m-%d %H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_CONTROL_ESCAPES)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,5 +50,5 @@ def configure(log_format: str) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT, datefmt="%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

@@ -19,11 +19,35 @@ from berth_server.batching.scheduler import BatchScheduler
 
 
 class FakeClock:
+    """A clock the test moves; it also tells when a batch thread has looked at it.
+
+    A batch thread reads the clock and picks its next batch under the scheduler's lock, so once
+    it has read the clock, the next `queued_tasks()` sees what it decided.
+    """
+
     def __init__(self) -> None:
         self.now = 0.0
+        self._test_thread = threading.get_ident()  # the event loop's, too (asyncio.run)
+        self._batch_thread_reads = 0
+        self._read = threading.Condition()
 
     def __call__(self) -> float:
+        if threading.get_ident() != self._test_thread:
+            with self._read:
+                self._batch_thread_reads += 1
+                self._read.notify_all()
         return self.now
+
+    def batch_thread_reads(self) -> int:
+        with self._read:
+            return self._batch_thread_reads
+
+    async def read_by_a_batch_thread(self, *, after: int) -> None:
+        def wait() -> bool:
+            with self._read:
+                return self._read.wait_for(lambda: self._batch_thread_reads > after, 30)
+
+        assert await asyncio.to_thread(wait), "no batch thread looked at the clock"
 
 
 class Model:
@@ -167,8 +191,9 @@ def test_an_open_batch_waits_for_its_timeout_under_a_fake_clock(model: Model) ->
 
     async def main() -> None:
         future = submit(scheduler, [1.0])
+        reads = clock.batch_thread_reads()
         scheduler.wake()
-        await asyncio.sleep(0)
+        await clock.read_by_a_batch_thread(after=reads)  # it has seen the task and decided
         assert scheduler.queued_tasks() == 1 and not model.batches
         second = submit(scheduler, [2.0])
         clock.now = 0.001

@@ -210,10 +210,35 @@ def test_many_concurrent_streams_each_get_their_own_answers() -> None:
 
 
 def test_an_answer_is_never_more_than_one_response() -> None:
-    async def test(stub: streaming_pb2_grpc.StreamingPredictionServiceStub) -> None:
-        answers = [a async for a in stub.PredictStream(requests([1.0, 2.0]))]
-        for answer in answers:
-            assert answer.WhichOneof("result") == "predict_response"
-            assert np.asarray(y(answer)).shape == (1,)
+    # One message per request on the stream, carrying that request's rows only: whether it
+    # succeeds, is refused (unknown model, wrong dtype) or its model raises, and past the
+    # in-flight bound.
+    count = 3 * rpc_streaming.MAX_IN_FLIGHT_PER_STREAM
+    outcomes = ["ok", "unknown model", "wrong dtype", "model raises"]
 
-    serve(Model(), test)
+    class Raising(Model):
+        async def __call__(self, lease: Any, plan: inference.Plan, timeout_ms: int,
+                           ) -> inference.Outputs:
+            if outcomes[int(plan.inputs["x"][0]) % 4] == "model raises":
+                raise RuntimeError("model failed")
+            return await super().__call__(lease, plan, timeout_ms)
+
+    async def mixed() -> AsyncIterator[predict_pb2.PredictRequest]:
+        for i in range(count):
+            outcome = outcomes[i % 4]
+            yield request(float(i), model="missing" if outcome == "unknown model" else "m",
+                          dtype=np.int32 if outcome == "wrong dtype" else np.float32)
+
+    model = Raising()
+    model.jitter = True
+
+    async def test(stub: streaming_pb2_grpc.StreamingPredictionServiceStub) -> None:
+        answers = [a async for a in stub.PredictStream(mixed())]
+        assert [a.index for a in answers] == list(range(count))  # each index exactly once
+        for answer in answers:
+            if outcomes[answer.index % 4] == "ok":
+                assert y(answer) == [2.0 * answer.index]  # its own row, not a neighbour's
+            else:
+                assert answer.WhichOneof("result") == "error" and answer.error.code != 0
+
+    serve(model, test)

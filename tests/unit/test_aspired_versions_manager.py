@@ -264,7 +264,7 @@ def test_a_new_version_that_fails_to_load_leaves_the_old_one_serving() -> None:
 
             assert w.manager.available_versions("m") == [1]
             assert served(w) == 1
-            assert w.events.states("m", 1) == [State.LOADING, State.AVAILABLE]
+            assert w.events.states("m", 1) == [State.START, State.LOADING, State.AVAILABLE]
             status = {s.version: s for s in w.manager.statuses("m")}
             assert status[2].state == State.END
             assert status[2].error is not None and status[2].error.message == "bad graph"
@@ -394,7 +394,7 @@ def test_a_failed_load_is_retried_at_the_retry_interval(
             assert status.state == state
             if state == State.END:
                 assert status.error is not None and status.error.message == "boom"
-                assert w.events.states("m", 1) == [State.LOADING, State.END]
+                assert w.events.states("m", 1) == [State.START, State.LOADING, State.END]
             else:
                 assert status.error is None  # a success clears the earlier attempts' error
 
@@ -489,8 +489,8 @@ def test_a_version_unaspired_and_aspired_again_later_is_loaded_afresh(ended_by: 
 
 
 @pytest.mark.parametrize("first_attempt_fails, states, code", [
-    (True, [State.LOADING, State.END], errors.Code.CANCELLED),
-    (False, [State.LOADING, State.AVAILABLE, State.UNLOADING, State.END], None),
+    (True, [State.START, State.LOADING, State.END], errors.Code.CANCELLED),
+    (False, [State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END], None),
 ])
 def test_unaspiring_a_version_while_it_loads_stops_its_retries_or_unloads_it(
         first_attempt_fails: bool, states: list[State], code: errors.Code | None) -> None:
@@ -533,8 +533,6 @@ def test_forgetting_a_model_unloads_all_its_versions() -> None:
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="a version aspired again while it is unloading ends in "
-                   "END and is not loaded until the source calls set_aspired_versions again")
 def test_a_version_aspired_again_while_it_unloads_is_loaded_again_once_unloaded() -> None:
     async def main() -> None:
         async with world() as w:
@@ -607,20 +605,8 @@ def test_the_state_hook_sees_a_versions_life_in_order() -> None:
             w.manager.set_aspired_versions("m", paths(2))
             await w.events.reached("m", 1, State.END)
             assert w.events.states("m", 1) == [
-                State.LOADING, State.AVAILABLE, State.UNLOADING, State.END]
-            assert w.events.states("m", 2) == [State.LOADING, State.AVAILABLE]
-
-    run(main)
-
-
-@pytest.mark.xfail(strict=True, reason="START is never published: a version's first event is "
-                   "LOADING (TF Serving's BasicManager publishes kStart on taking a version)")
-def test_the_state_hook_sees_start_before_loading() -> None:
-    async def main() -> None:
-        async with world() as w:
-            w.manager.set_aspired_versions("m", paths(1))
-            await w.manager.wait_settled(["m"])
-            assert w.events.states("m", 1)[:2] == [State.START, State.LOADING]
+                State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END]
+            assert w.events.states("m", 2) == [State.START, State.LOADING, State.AVAILABLE]
 
     run(main)
 
@@ -663,8 +649,6 @@ def test_close_lets_a_leased_version_finish_before_unloading_it() -> None:
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="close() does not wait for a version that was already "
-                   "unloading (waiting for its lease): it returns with that version UNLOADING")
 def test_close_waits_for_a_version_that_was_already_unloading() -> None:
     async def main() -> None:
         async with world() as w:
@@ -679,8 +663,6 @@ def test_close_waits_for_a_version_that_was_already_unloading() -> None:
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="close() cancels the wait for an in-flight load; the "
-                   "servable that load returns is never closed and the version stays LOADING")
 def test_a_version_still_loading_at_close_is_closed_once_its_load_returns() -> None:
     async def main() -> None:
         async with world() as w:

@@ -219,6 +219,7 @@ class AspiredVersionsManager(Generic[S]):
             harness: _Harness[S] = _Harness(ServableId(name, version,
                                                        model.aspired[version]))
             model.versions[version] = harness
+            await self._notify(harness, State.START)
             await self._load(harness, model)
             self._reconcile(name)
 
@@ -231,9 +232,15 @@ class AspiredVersionsManager(Generic[S]):
                 harness.error = errors.ServingError(errors.Code.CANCELLED,
                                                     "Version was un-aspired while loading")
                 break
+            loading = loop.run_in_executor(self._executor, self._load_fn, harness.id)
             try:
-                harness.servable = await loop.run_in_executor(self._executor, self._load_fn,
-                                                              harness.id)
+                harness.servable = await asyncio.shield(loading)
+            except asyncio.CancelledError:  # close(): the thread cannot be stopped
+                loading.add_done_callback(_close_when_loaded)
+                harness.error = errors.ServingError(errors.Code.CANCELLED,
+                                                    "The server stopped while loading")
+                await self._notify(harness, State.END)
+                raise
             except Exception as error:  # a load error of any kind ends in the status
                 harness.error = _as_serving_error(error)
                 log.error("Loading servable %s version %d failed (attempt %d): %s",
@@ -258,6 +265,11 @@ class AspiredVersionsManager(Generic[S]):
         log.info("Unloaded servable version {name: %s version: %d}",
                  harness.id.name, harness.id.version)
         await self._notify(harness, State.END)
+        model = self._models.get(harness.id.name)
+        if (model is not None and harness.id.version in model.aspired
+                and model.versions.get(harness.id.version) is harness):
+            del model.versions[harness.id.version]  # aspired again while it unloaded
+            self._reconcile(harness.id.name)
 
     async def close(self) -> None:
         """Stop loading and unload everything, letting in-flight requests finish (shutdown)."""
@@ -270,7 +282,14 @@ class AspiredVersionsManager(Generic[S]):
                 if harness.state == State.AVAILABLE:
                     harness.state = State.UNLOADING
                     unloads.append(self._unload(harness))
-        await asyncio.gather(*unloads, return_exceptions=True)
+        # Unloads already under way (waiting for their leases) and cancelled loads finish too.
+        await asyncio.gather(*unloads, *self._tasks, return_exceptions=True)
+
+
+def _close_when_loaded(loading: asyncio.Future[S]) -> None:
+    """Close a servable whose load finished after nobody wanted it any more."""
+    if not loading.cancelled() and loading.exception() is None:
+        loading.result().close()
 
 
 def _as_serving_error(error: Exception) -> errors.ServingError:

@@ -289,6 +289,27 @@ def export_string_model(base_path: Path, version: int = 1) -> Path:
     return base_path / str(version)
 
 
+def export_busy_model(base_path: Path, *, matmuls: int = 12, version: int = 1) -> Path:
+    """Slow on purpose: ``y = x + 0·(matmuls chained 256x256 matmuls)``, ``x`` float [-1].
+
+    Small requests, CPU-bound model time (TF releases the GIL), so model execution and not the
+    transport is the bottleneck: what the drain test and ``bench.overload`` need (so it is not
+    one of the ``EXPORTERS`` the script writes).
+    """
+    weights = tf.random.stateless_uniform([256, 256], seed=[1, 2]) / 256.0
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        state = tf.ones([256, 256]) + tf.reduce_sum(x) * 0.0
+        state = tf.while_loop(lambda i, s: i < matmuls,
+                              lambda i, s: (i + 1, tf.matmul(s, weights)), (0, state))[1]
+        return {"y": x + 0.0 * tf.reduce_sum(state)}
+
+    with _staged(base_path, version) as scratch:
+        _save_tf2(scratch, tf.Module(), serve)
+    return base_path / str(version)
+
+
 def export_mlp(base_path: Path, version: int = 1, *, seed: int = 0) -> Path:
     """The benchmark MLP: 10 floats -> Dense 64 relu -> 32 relu -> 1 sigmoid, as ``x`` -> ``y``.
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
 import pathlib
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,8 +33,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 try:
     import kube_pki
+    import processes
+    import waiting
 except ModuleNotFoundError:  # `python -m tests.kube_control_plane` from the repository root
-    from tests import kube_pki  # type: ignore[no-redef]
+    from tests import kube_pki, processes, waiting  # type: ignore[no-redef]
 
 CACHE_DIR = pathlib.Path(os.environ.get("BERTH_CACHE", pathlib.Path.home() / ".cache" / "berth"))
 CRD_DIR = CACHE_DIR / "crds"
@@ -138,23 +138,16 @@ class ControlPlane:
         """The last lines of every component's log, for failure reports."""
         parts = []
         for log in sorted(self.log_dir.glob("*.log")):
-            tail = [line[:400] for line in log.read_text(errors="replace").splitlines()[-lines:]]
-            parts.append(f"----- {log.name} (last {len(tail)} lines) -----\n" + "\n".join(tail))
+            tail = processes.tail(log, lines)
+            count = len(tail.splitlines())
+            parts.append(f"----- {log.name} (last {count} lines) -----\n{tail}")
         return "\n".join(parts)
 
     def stop(self) -> None:
         """Terminate the components newest first, then kill what is left after a grace period."""
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in reversed(list(self.processes.values())):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        processes.stop_all(
+            list(reversed(self.processes.values())), grace_seconds=STOP_GRACE_SECONDS
+        )
         self.processes.clear()
 
 
@@ -186,7 +179,7 @@ def start(
     work_dir = work_dir or pathlib.Path(tempfile.mkdtemp(prefix="berth-control-plane-"))
     (work_dir / "logs").mkdir(parents=True, exist_ok=True)
     pki = kube_pki.write_pki(work_dir / "pki", service_ip=SERVICE_IP)
-    api_port = _free_port()
+    api_port = processes.free_port()
     kubeconfig = _write_kubeconfig(work_dir / "kubeconfig", pki, f"https://127.0.0.1:{api_port}")
     plane = ControlPlane(
         work_dir=work_dir,
@@ -223,37 +216,20 @@ def _boot(plane: ControlPlane, pki: kube_pki.Pki, api_port: int, crd_dir: pathli
 
 def _start(plane: ControlPlane, name: str, args: Sequence[str]) -> None:
     """Start one component with its output in logs/<name>.log; it dies with this process."""
-    log = (plane.log_dir / f"{name}.log").open("ab")
-    plane.processes[name] = subprocess.Popen(
+    plane.processes[name] = processes.start(
         [str(plane.bin_dir / name), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+        name=name,
+        log_path=plane.log_dir / f"{name}.log",
         env=plane.env,
-        preexec_fn=_die_with_parent,
-    )
-    log.close()
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()  # loaded before any fork: importing or loading in the child can deadlock
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the child when the test process dies, so no orphans outlive a crash."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        die_with_parent=True,
+    ).popen
 
 
 def _start_etcd(plane: ControlPlane) -> str:
-    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    client, peer = (
+        f"http://127.0.0.1:{processes.free_port()}",
+        f"http://127.0.0.1:{processes.free_port()}",
+    )
     _start(
         plane,
         "etcd",
@@ -327,7 +303,7 @@ def _component_client_args(plane: ControlPlane) -> list[str]:
         f"--authorization-kubeconfig={kubeconfig}",
         "--leader-elect=false",
         "--bind-address=127.0.0.1",
-        f"--secure-port={_free_port()}",
+        f"--secure-port={processes.free_port()}",
     ]
 
 
@@ -339,7 +315,7 @@ def _kwok_args(plane: ControlPlane) -> list[str]:
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-ip=10.0.1.1",
         "--cidr=10.0.2.0/24",
-        f"--server-address=127.0.0.1:{_free_port()}",
+        f"--server-address=127.0.0.1:{processes.free_port()}",
         # Without node leases the node lifecycle controller marks the fake nodes NotReady every
         # ~55 s and their pods unready.
         "--node-lease-duration-seconds=40",
@@ -437,18 +413,10 @@ def _healthy(plane: ControlPlane, pki: kube_pki.Pki) -> bool:
 
 def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
     """Poll `condition()` every 0.2 s until true; raise ControlPlaneError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    try:
+        waiting.wait_for(condition, timeout_seconds=timeout, interval_seconds=0.2, message=what)
+    except waiting.TimedOut as error:
+        raise ControlPlaneError(str(error)) from None
 
 
 @contextlib.contextmanager

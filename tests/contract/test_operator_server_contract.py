@@ -8,22 +8,18 @@ with the official stubs. Nothing of the rendered command line is interpreted or 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import processes
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -31,12 +27,6 @@ from berth_operator import render, spec
 from examples import export_models
 
 STABLE, CANARY = 123, 124  # export_two_versions: 0.5x + 2 and 0.5x + 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +60,7 @@ class Container:
         self.container = container
         self.mounts = self._lay_out_mounts(pod, objs["ConfigMap/contract-config"], root)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        self.ports = {ports["grpc"]: free_port(), ports["http"]: free_port()}
+        self.ports = {ports["grpc"]: processes.free_port(), ports["http"]: processes.free_port()}
         command = [
             shutil.which(container["command"][0], path=Path(sys.executable).parent)
             or container["command"][0]
@@ -81,11 +71,9 @@ class Container:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **{e["name"]: e["value"] for e in container.get("env", [])},
         }
-        self.log_path = root / "server.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*command, *args], stdout=log, stderr=subprocess.STDOUT, env=env
-            )
+        self.process = processes.start(
+            [*command, *args], name=f"{track} server", log_path=root / "server.log", env=env
+        )
 
     def _lay_out_mounts(
         self, pod: dict[str, Any], config_map: dict[str, Any], root: Path
@@ -128,28 +116,15 @@ class Container:
     def wait_ready(self, timeout_seconds: float = 120) -> None:
         """Poll the rendered readiness probe's path, as the kubelet would."""
         probe = self.container["readinessProbe"]["httpGet"]["path"]
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError, urllib.error.HTTPError):
-                with urllib.request.urlopen(self.rest + probe, timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            time.sleep(0.2)
-        raise AssertionError(f"readiness probe {probe} never answered 200:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        self.process.wait_until(
+            lambda: processes.http_status(self.rest + probe),
+            until=lambda status: status == 200,
+            timeout_seconds=timeout_seconds,
+            message=f"readiness probe {probe} to answer 200",
+        )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(grace_seconds=30)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +185,7 @@ def test_the_canary_container_serves_the_canary_version(tracks: dict[str, Contai
 def test_each_container_loads_only_its_own_version(tracks: dict[str, Container]) -> None:
     for track, version in (("stable", STABLE), ("canary", CANARY)):
         with urllib.request.urlopen(
-            f"{tracks[track].rest}/v1/models/two_versions", timeout=10
+            f"{tracks[track].rest}/v1/models/two_versions", timeout=30
         ) as r:
             status = json.loads(r.read())["model_version_status"]
         assert [(s["version"], s["state"]) for s in status] == [(str(version), "AVAILABLE")]

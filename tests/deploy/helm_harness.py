@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import kube_control_plane
+import processes
+import waiting
 import yaml
 from kube_control_plane import ControlPlane
 
@@ -27,7 +26,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "berth"
 CRD_SOURCE = REPO / "deploy" / "crds" / "modeldeployments.serving.berth.dev.yaml"
 CRD_NAME = "modeldeployments.serving.berth.dev"
-T = TypeVar("T")
+STOP_GRACE_SECONDS = 20.0
 
 
 def helm_binary() -> pathlib.Path:
@@ -95,17 +94,6 @@ def find(objs: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> 
     return matches[0]
 
 
-def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def adopt_crd(plane: ControlPlane, release: str, namespace: str) -> None:
     """Hand an existing ModelDeployment CRD to `release` (Helm's adoption annotations), as the
     README tells users whose CRD was applied with kubectl or by another release."""
@@ -157,13 +145,6 @@ def can_i(plane: ControlPlane, user: str, verb: str, resource: str, *where: str)
     return answer == "yes"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class OperatorProcess:
     """`python -m berth_operator ARGS` with a given kubeconfig; its log is kept for failures."""
 
@@ -177,38 +158,34 @@ class OperatorProcess:
         env: dict[str, str] | None = None,
         cwd: pathlib.Path | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = processes.free_port()
         self.command = [*command, *args, f"--liveness=http://127.0.0.1:{self.port}/healthz"]
         self.log_path = log_path
         self.env = {**(env or os.environ), "KUBECONFIG": str(kubeconfig)}
         self.cwd = cwd or REPO
-        self.process: subprocess.Popen[bytes] | None = None
+        self._process: processes.LoggedProcess | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process.popen if self._process is not None else None
 
     def __enter__(self) -> OperatorProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-            )
-        wait_for(self._alive, timeout=90, what=f"operator liveness on port {self.port}")
+        self._process = processes.start(
+            self.command, name="operator", log_path=self.log_path, env=self.env, cwd=self.cwd
+        )
+        self._process.wait_until(
+            self._answers,
+            timeout_seconds=90,
+            interval_seconds=0.5,
+            message=f"operator liveness on port {self.port}",
+        )
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self._process is not None:
+            self._process.stop(grace_seconds=STOP_GRACE_SECONDS)
 
-    def _alive(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"operator exited {self.process.returncode}:\n{self.log()}")
+    def _answers(self) -> bool:
         try:
             self.health()
         except OSError:
@@ -216,14 +193,10 @@ class OperatorProcess:
         return True
 
     def health(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            data: dict[str, Any] = json.loads(reply.read())
-            return data
+        return processes.get_json(f"http://127.0.0.1:{self.port}/healthz")
 
     def log(self, lines: int = 120) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return processes.tail(self.log_path, lines, width=100_000)
 
     def refusals(self) -> list[str]:
         """Log lines where the API server refused the operator something."""
@@ -248,7 +221,12 @@ def wait_ready(
         md = plane.kubectl_json("get", "md", name, "-n", namespace)
         return md if ready_condition(md) else None
 
-    return wait_for(ready, timeout=timeout, what=f"ModelDeployment {namespace}/{name} Ready")
+    return waiting.wait_for(
+        ready,
+        timeout_seconds=timeout,
+        interval_seconds=0.5,
+        message=f"ModelDeployment {namespace}/{name} Ready",
+    )
 
 
 def load_yaml_docs(path: pathlib.Path) -> Iterator[dict[str, Any]]:

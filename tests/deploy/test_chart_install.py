@@ -10,7 +10,8 @@ from typing import Any
 
 import helm_harness
 import pytest
-from helm_harness import CHART, CRD_NAME, CRD_SOURCE, OperatorProcess, can_i, helm, wait_for
+import waiting
+from helm_harness import CHART, CRD_NAME, CRD_SOURCE, OperatorProcess, can_i, helm
 from kube_control_plane import ControlPlane
 
 
@@ -147,19 +148,20 @@ def run_scenario(plane: ControlPlane, namespace: str, operator: OperatorProcess)
         found = {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
         return found if found == {"iris-stable": 70, "iris-canary": 30} else None
 
-    wait_for(weights, timeout=60, what="a 70/30 split")
+    waiting.wait_for(weights, timeout_seconds=60, message="a 70/30 split", interval_seconds=0.5)
     plane.kubectl(
         "patch", "md", "iris", "-n", namespace, "--type=json",
         "-p", json.dumps([{"op": "remove", "path": "/spec/canary"}]),
     )  # fmt: skip
-    wait_for(
+    waiting.wait_for(
         lambda: (
             plane.kubectl(
                 "get", "deployment", "iris-canary", "-n", namespace, check=False
             ).returncode
         ),
-        timeout=60,
-        what="the canary Deployment deleted by the operator",
+        timeout_seconds=60,
+        message="the canary Deployment deleted by the operator",
+        interval_seconds=0.5,
     )
     assert not apply_refusals(plane, namespace, "iris")
     helm_harness.delete_model_deployments(plane, namespace)  # the finalizer comes off
@@ -273,17 +275,19 @@ def test_peering_rbac_lets_two_operators_share_a_namespace_one_working(
         )
 
     with operator(0) as standby, operator(1) as active:
-        wait_for(
+        waiting.wait_for(
             lambda: (
                 len(plane.kubectl_json("get", "kopfpeering", "ha", "-n", ns).get("status", {})) == 2
             ),
-            timeout=60,
-            what="both operators in the peering",
+            timeout_seconds=60,
+            message="both operators in the peering",
+            interval_seconds=0.5,
         )
-        wait_for(
+        waiting.wait_for(
             lambda: "Pausing operations in favour of" in standby.log(400),
-            timeout=60,
-            what="the lower priority operator to pause",
+            timeout_seconds=60,
+            message="the lower priority operator to pause",
+            interval_seconds=0.5,
         )
         plane.kubectl("apply", "-n", ns, "-f", "-", input=model_deployment("ha"))
         helm_harness.wait_ready(plane, ns, "ha")
@@ -351,7 +355,7 @@ def test_every_granted_verb_is_needed(
                 "apply", "-n", ns, "-f", "-",
                 input=model_deployment(name, canary={"version": 2, "weight": 10}),
             )  # fmt: skip
-            wait_for(
+            waiting.wait_for(
                 lambda: (
                     operator.refusals()
                     or apply_refusals(plane, ns, name)
@@ -359,17 +363,19 @@ def test_every_granted_verb_is_needed(
                         "get", "deployment", f"{name}-canary", "-n", ns, check=False
                     ).returncode
                 ),
-                timeout=60,
-                what="a refusal or the canary Deployment",
+                timeout_seconds=60,
+                message="a refusal or the canary Deployment",
+                interval_seconds=0.5,
             )
             plane.kubectl(
                 "patch", "md", name, "-n", ns, "--type=json",
                 "-p", json.dumps([{"op": "remove", "path": "/spec/canary"}]),
             )  # fmt: skip
-            wait_for(
+            waiting.wait_for(
                 lambda: operator.refusals() or apply_refusals(plane, ns, name),
-                timeout=60,
-                what=f"the API server refusing {verb} {resource}",
+                timeout_seconds=60,
+                message=f"the API server refusing {verb} {resource}",
+                interval_seconds=0.5,
             )
     finally:
         plane.kubectl("replace", "-f", "-", input=json.dumps(_without_status(original)))

@@ -12,7 +12,8 @@ from typing import Any
 import helm_harness
 import local_install
 import pytest
-from helm_harness import OperatorProcess, wait_for, wait_ready
+import waiting
+from helm_harness import OperatorProcess, wait_ready
 from kube_control_plane import ControlPlane
 
 EXAMPLES = helm_harness.REPO / "deploy" / "examples"
@@ -61,25 +62,27 @@ def test_every_example_is_applied_and_becomes_ready(
         log_path=tmp_path / "operator.log",
     ):
         plane.kubectl("apply", "-n", ns, "-f", directory)
-        wait_for(
+        waiting.wait_for(
             lambda: (
                 plane.kubectl_json("get", "pvc", "models", "-n", ns)["status"].get("phase")
                 == "Bound"
             ),
-            timeout=60,
-            what="the models claim bound",
+            timeout_seconds=60,
+            message="the models claim bound",
+            interval_seconds=0.5,
         )
         for name, example in model_deployments().items():
             md_name = example["metadata"]["name"]
             md = wait_ready(plane, ns, md_name, timeout=120)
             if "canary" in example["spec"]:
                 weight = example["spec"]["canary"]["weight"]
-                wait_for(
+                waiting.wait_for(
                     lambda n=md_name, w=weight: (
                         plane.kubectl_json("get", "md", n, "-n", ns)["status"].get("weight") == w
                     ),
-                    timeout=120,
-                    what=f"example {name}: canary at {weight} %",
+                    timeout_seconds=120,
+                    message=f"example {name}: canary at {weight} %",
+                    interval_seconds=0.5,
                 )
             assert md["status"]["url"]
         check_rendered(plane, ns)

@@ -14,7 +14,6 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 import dockerfile_recipe
 import helm_harness
+import processes
 import pytest
 from dockerfile_recipe import REPO, Recipe
 from kube_control_plane import ControlPlane
@@ -129,7 +129,7 @@ def running_server(
     env = dockerfile_recipe.runtime_env(recipe, venv)
     env.update(MODEL_NAME="half_plus_two", MODEL_BASE_PATH=str(exported_models))
     monitoring = dockerfile_recipe.runtime_files(recipe)["/etc/berth-server/monitoring.config"]
-    grpc_port, rest_port = helm_harness.free_port(), helm_harness.free_port()
+    grpc_port, rest_port = processes.free_port(), processes.free_port()
     # Appended flags win over the entrypoint's (the last occurrence counts, as in TF Serving), so
     # the test picks free ports without touching the image's command line.
     extra = [
@@ -140,26 +140,25 @@ def running_server(
     ]
     workdir = tmp_path / "home"
     workdir.mkdir()
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*recipe.runtime.exec_form("ENTRYPOINT"), *extra],
-            env=env,
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = processes.start(
+        [*recipe.runtime.exec_form("ENTRYPOINT"), *extra],
+        name="image server",
+        log_path=tmp_path / "server.log",
+        env=env,
+        cwd=workdir,
+    )
     base = f"http://127.0.0.1:{rest_port}"
     try:
-        deadline = time.monotonic() + 120
-        while get(f"{base}/v1/models/half_plus_two")[0] != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not come up:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        server.wait_until(
+            lambda: get(f"{base}/v1/models/half_plus_two")[0],
+            until=lambda status: status == 200,
+            timeout_seconds=120,
+            interval_seconds=0.5,
+            message="the model's status URL to answer 200",
+        )
         yield base, venv
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop(grace_seconds=30)
 
 
 def test_server_image_entrypoint_serves_a_model_over_rest(

@@ -10,35 +10,20 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+import processes
+import waiting
 from kube_control_plane import ControlPlane
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "deploy" / "crds" / "modeldeployments.serving.berth.dev.yaml"
 RESYNC_SECONDS = 1.0
 PROBE_CACHE_SECONDS = 10.0  # kopf caches probe results this long
-T = TypeVar("T")
-
-
-def wait_for(
-    condition: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.5
-) -> T:
-    """Poll until `condition()` returns something truthy and return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+STOP_GRACE_SECONDS = 15.0
 
 
 def client_env(plane: ControlPlane) -> dict[str, str]:
@@ -128,7 +113,12 @@ def wait_ready(
             return md
         return None
 
-    return wait_for(ready, timeout=timeout, what=f"ModelDeployment {name} Ready")
+    return waiting.wait_for(
+        ready,
+        timeout_seconds=timeout,
+        interval_seconds=0.5,
+        message=f"ModelDeployment {name} Ready",
+    )
 
 
 def wait_status(
@@ -144,7 +134,7 @@ def wait_status(
         md = get(plane, namespace, "modeldeployment", name)
         return md if md and check(md.get("status", {})) else None
 
-    return wait_for(matches, timeout=timeout, what=what)
+    return waiting.wait_for(matches, timeout_seconds=timeout, interval_seconds=0.5, message=what)
 
 
 def backend_weights(plane: ControlPlane, namespace: str, route: str) -> dict[str, int]:
@@ -153,20 +143,17 @@ def backend_weights(plane: ControlPlane, namespace: str, route: str) -> dict[str
     return {ref["name"]: ref["weight"] for ref in obj["spec"]["rules"][0]["backendRefs"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Operator:
-    """The operator process for one namespace; restartable."""
+    """The operator process for one namespace; restartable (each start appends to one log)."""
 
     def __init__(self, plane: ControlPlane, namespace: str, log_path: pathlib.Path) -> None:
         self.plane, self.namespace, self.log_path = plane, namespace, log_path
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.port = processes.free_port()
+        self._process: processes.LoggedProcess | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process.popen if self._process is not None else None
 
     def start(self) -> None:
         command = [
@@ -179,30 +166,17 @@ class Operator:
             f"--resync-seconds={RESYNC_SECONDS}",
             "--verbose",
         ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=client_env(self.plane),
-                cwd=REPO,
-            )
-        wait_for(self._alive, timeout=60, what="operator liveness endpoint")
+        self._process = processes.start(
+            command, name="operator", log_path=self.log_path, env=client_env(self.plane), cwd=REPO
+        )
+        self._process.wait_until(self._answers, timeout_seconds=90, message="operator liveness")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self._process is not None:
+            self._process.stop(grace_seconds=STOP_GRACE_SECONDS)
+        self._process = None
 
-    def _alive(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"operator exited {self.process.returncode}:\n{self.log()}")
+    def _answers(self) -> bool:
         try:
             self.health()
         except OSError:
@@ -210,10 +184,7 @@ class Operator:
         return True
 
     def health(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            data: dict[str, Any] = json.loads(reply.read())
-            return data
+        return processes.get_json(f"http://127.0.0.1:{self.port}/healthz")
 
     def writes(self) -> int:
         """API writes the operator made, as its liveness endpoint reports them (10 s cache)."""
@@ -225,5 +196,4 @@ class Operator:
         return max(numbers, default=0)
 
     def log(self, lines: int = 80) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return processes.tail(self.log_path, lines, width=100_000)

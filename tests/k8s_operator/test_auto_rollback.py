@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
@@ -13,7 +14,6 @@ from operator_harness import (
     get,
     kubectl,
     model_deployment,
-    wait_for,
     wait_ready,
     wait_status,
 )
@@ -38,7 +38,7 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
         "spec": {"hard": {"pods": "1"}},
     }
     apply(control_plane, namespace, quota)
-    wait_for(
+    waiting.wait_for(
         lambda: (
             (get(control_plane, namespace, "resourcequota", "full") or {})
             .get("status", {})
@@ -46,8 +46,9 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
             .get("pods")
             == "1"
         ),
-        timeout=30,
-        what="quota usage",
+        timeout_seconds=30,
+        message="quota usage",
+        interval_seconds=0.5,
     )
 
     kubectl(
@@ -61,10 +62,11 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
         "-p",
         json.dumps({"spec": {"canary": {"version": 2, "weight": 50}}}),
     )
-    wait_for(
+    waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary"),
-        timeout=30,
-        what="canary Deployment",
+        timeout_seconds=30,
+        message="canary Deployment",
+        interval_seconds=0.5,
     )
     assert backend_weights(control_plane, namespace, "fraud-http") == {
         "fraud-stable": 100,
@@ -84,13 +86,14 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
     assert (degraded.get("status"), degraded.get("reason")) == ("True", "CanaryRolledBack")
     assert (condition(md, "Ready") or {}).get("status") == "True"
     assert "canary" not in md["status"] and md["spec"]["canary"]["version"] == 2
-    wait_for(
+    waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary") is None,
-        timeout=30,
-        what="canary Deployment removed",
+        timeout_seconds=30,
+        message="canary Deployment removed",
+        interval_seconds=0.5,
     )
     assert backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100}
-    events = wait_for(
+    events = waiting.wait_for(
         lambda: json.loads(
             kubectl(
                 control_plane,
@@ -104,8 +107,9 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
                 "reason=CanaryRolledBack",
             ).stdout
         )["items"],
-        timeout=30,
-        what="CanaryRolledBack event",
+        timeout_seconds=30,
+        message="CanaryRolledBack event",
+        interval_seconds=0.5,
     )
     assert events[0]["type"] == "Warning"
     assert events[0]["involvedObject"]["name"] == "fraud"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
+import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
@@ -14,7 +15,6 @@ from operator_harness import (
     gone,
     kubectl,
     model_deployment,
-    wait_for,
     wait_ready,
 )
 
@@ -48,10 +48,11 @@ def test_a_hand_deleted_child_is_restored(
     )
 
     for kind, name in (("deployment", "fraud-stable"), ("configmap", "fraud-config")):
-        restored = wait_for(
+        restored = waiting.wait_for(
             functools.partial(get, control_plane, namespace, kind, name),
-            timeout=30,
-            what=f"{kind}/{name} restored",
+            timeout_seconds=30,
+            message=f"{kind}/{name} restored",
+            interval_seconds=0.5,
         )
         assert restored["metadata"]["uid"] != before[kind]
     wait_ready(control_plane, namespace, "fraud")
@@ -95,17 +96,23 @@ def test_a_hand_edited_child_is_repaired(
         namespace,
     )
 
-    wait_for(
+    waiting.wait_for(
         lambda: backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100},
-        timeout=30,
-        what="route repaired",
+        timeout_seconds=30,
+        message="route repaired",
+        interval_seconds=0.5,
     )
 
     def image() -> str:
         deployment = get(control_plane, namespace, "deployment", "fraud-stable") or {}
         return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
-    wait_for(lambda: image() != "evil:latest", timeout=30, what="image repaired")
+    waiting.wait_for(
+        lambda: image() != "evil:latest",
+        timeout_seconds=30,
+        message="image repaired",
+        interval_seconds=0.5,
+    )
 
 
 def test_deleting_the_model_deployment_removes_every_child(
@@ -113,26 +120,29 @@ def test_deleting_the_model_deployment_removes_every_child(
 ) -> None:
     apply(control_plane, namespace, model_deployment("fraud", canary={"version": 2, "weight": 5}))
     wait_ready(control_plane, namespace, "fraud")
-    wait_for(
+    waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary"),
-        timeout=30,
-        what="canary Deployment",
+        timeout_seconds=30,
+        message="canary Deployment",
+        interval_seconds=0.5,
     )
     for kind, name in CHILDREN:
         assert get(control_plane, namespace, kind, name) is not None, f"{kind}/{name}"
 
     kubectl(control_plane, "delete", "md", "fraud", "-n", namespace, "--timeout=60s")
     for kind, name in (*CHILDREN, ("deployment", "fraud-canary")):
-        wait_for(
+        waiting.wait_for(
             functools.partial(gone, control_plane, namespace, kind, name),
-            timeout=60,
-            what=f"{kind}/{name} garbage-collected",
+            timeout_seconds=60,
+            message=f"{kind}/{name} garbage-collected",
+            interval_seconds=0.5,
         )
     pods = kubectl(control_plane, "get", "pods", "-n", namespace, "-o", "name").stdout.split()
-    wait_for(
+    waiting.wait_for(
         lambda: (
             not kubectl(control_plane, "get", "pods", "-n", namespace, "-o", "name").stdout.split()
         ),
-        timeout=60,
-        what=f"pods gone ({pods})",
+        timeout_seconds=60,
+        message=f"pods gone ({pods})",
+        interval_seconds=0.5,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
@@ -11,7 +12,6 @@ from operator_harness import (
     backend_weights,
     kubectl,
     model_deployment,
-    wait_for,
     wait_ready,
     wait_status,
 )
@@ -60,12 +60,13 @@ def test_an_operator_restarted_mid_rollout_converges(
     )
     assert md["status"]["canary"]["since"] == first["status"]["canary"]["since"]
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
-    wait_for(
+    waiting.wait_for(
         lambda: (
             backend_weights(control_plane, namespace, "fraud-http")
             == {"fraud-stable": 60, "fraud-canary": 40}
         ),
-        timeout=30,
-        what="60/40 split",
+        timeout_seconds=30,
+        message="60/40 split",
+        interval_seconds=0.5,
     )
     wait_ready(control_plane, namespace, "fraud")

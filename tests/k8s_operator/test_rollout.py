@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
@@ -13,7 +14,6 @@ from operator_harness import (
     get,
     kubectl,
     model_deployment,
-    wait_for,
     wait_ready,
     wait_status,
 )
@@ -52,13 +52,14 @@ def test_a_canary_comes_up_takes_its_weight_and_is_promoted(
     assert canary["spec"]["template"]["metadata"]["labels"]["serving.berth.dev/version"] == "2"
 
     patch(control_plane, namespace, "fraud", {"spec": {"canary": {"weight": 50}}})
-    wait_for(
+    waiting.wait_for(
         lambda: (
             backend_weights(control_plane, namespace, "fraud-http")
             == {"fraud-stable": 50, "fraud-canary": 50}
         ),
-        timeout=30,
-        what="50/50 split",
+        timeout_seconds=30,
+        message="50/50 split",
+        interval_seconds=0.5,
     )
 
     out = kubectl(control_plane, "berth", "promote", "fraud", "-n", namespace).stdout
@@ -76,10 +77,11 @@ def test_a_canary_comes_up_takes_its_weight_and_is_promoted(
     )
     assert [h["version"] for h in md["status"]["history"]] == [1, 2]
     assert "canary" not in md["spec"]
-    wait_for(
+    waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary") is None,
-        timeout=30,
-        what="canary Deployment removed",
+        timeout_seconds=30,
+        message="canary Deployment removed",
+        interval_seconds=0.5,
     )
     assert backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100}
     stable = get(control_plane, namespace, "deployment", "fraud-stable")
@@ -95,15 +97,17 @@ def test_removing_the_canary_with_kubectl_rolls_back(
     start_canary(control_plane, namespace, "fraud", 30)
 
     patch(control_plane, namespace, "fraud", [{"op": "remove", "path": "/spec/canary"}], "json")
-    wait_for(
+    waiting.wait_for(
         lambda: backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100},
-        timeout=30,
-        what="all traffic back on stable",
+        timeout_seconds=30,
+        message="all traffic back on stable",
+        interval_seconds=0.5,
     )
-    wait_for(
+    waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary") is None,
-        timeout=30,
-        what="canary Deployment removed",
+        timeout_seconds=30,
+        message="canary Deployment removed",
+        interval_seconds=0.5,
     )
     md = wait_status(
         control_plane, namespace, "fraud", lambda s: "canary" not in s, what="status without canary"

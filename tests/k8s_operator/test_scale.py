@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+import waiting
 from kube_control_plane import ControlPlane
-from operator_harness import Operator, condition, kubectl, model_deployment, wait_for
+from operator_harness import Operator, condition, kubectl, model_deployment
 
 COUNT = 50
 QUIET_SECONDS = 15.0
@@ -45,7 +46,12 @@ def test_fifty_model_deployments_become_ready_and_the_operator_then_stops_writin
             (condition(md, "Ready") or {}).get("status") == "True" for md in mds
         )
 
-    wait_for(all_ready, timeout=240, every=2, what=f"{COUNT} ModelDeployments Ready")
+    waiting.wait_for(
+        all_ready,
+        timeout_seconds=240,
+        interval_seconds=2,
+        message=f"{COUNT} ModelDeployments Ready",
+    )
     ready_seconds = time.monotonic() - began
 
     def quiet_window() -> int | None:
@@ -62,7 +68,9 @@ def test_fifty_model_deployments_become_ready_and_the_operator_then_stops_writin
         assert after == writes, f"{after - writes} writes while nothing changed"
         return writes
 
-    writes = wait_for(quiet_window, timeout=180, every=0, what="a quiet window")
+    writes = waiting.wait_for(
+        quiet_window, timeout_seconds=180, interval_seconds=0, message="a quiet window"
+    )
     # About seven applies per resource, plus status patches as its pods turn ready: a busy
     # machine makes pods turn ready in more steps, each one a status write.
     assert writes <= COUNT * 15, f"{writes} writes for {COUNT} ModelDeployments"

@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import grpc
+import processes
 import pytest
+import waiting
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from examples import export_models
 
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STOP_GRACE_SECONDS = 30
+_STARTED = pytest.StashKey[list["ServerProcess"]]()
 
 
 class ServerProcess:
     """A running `python -m berth_server` with its ports, log and official gRPC stubs."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.grpc_port = free_port()
-        self.rest_port = free_port()
+        self.grpc_port = processes.free_port()
+        self.rest_port = processes.free_port()
         self.log_path = log_path
         self.args = [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args]
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "berth_server", *self.args], stdout=self._log,
-            stderr=subprocess.STDOUT, env={**os.environ, **QUIET_TF, **(env or {})})
+        self._process = processes.start(
+            [sys.executable, "-m", "berth_server", *self.args], name="server", log_path=log_path,
+            env={**os.environ, **QUIET_TF, **(env or {})})
+        self.process = self._process.popen
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
         self.predict = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_service = model_service_pb2_grpc.ModelServiceStub(self.channel)
@@ -47,30 +41,27 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.rest_port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self._process.log()
 
-    def wait_ready(self, timeout_seconds: float = 90) -> None:
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.rest_port), timeout=0.2):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"server did not start in {timeout_seconds}s:\n{self.log()}")
+    def log_tail(self, lines: int = processes.LOG_TAIL_LINES) -> str:
+        return self._process.log_tail(lines)
+
+    def wait_ready(self, timeout_seconds: float = 120) -> None:
+        """Until the REST port accepts (the server opens it last); fails if the server exits."""
+        self._process.wait_until(lambda: processes.port_accepts(self.rest_port),
+                                 timeout_seconds=timeout_seconds, interval_seconds=0.1,
+                                 message=f"the server's REST port {self.rest_port}")
+
+    def wait_for_log(self, text: str, *, count: int = 1, timeout_seconds: float = 60) -> None:
+        """Until `text` is in the log `count` times (the last value seen is how many times)."""
+        waiting.wait_for(lambda: self.log().count(text), until=lambda seen: seen >= count,
+                         timeout_seconds=timeout_seconds,
+                         message=f"{count} x {text!r} in the server log")
 
     def stop(self) -> int:
+        """SIGTERM, SIGKILL after STOP_GRACE_SECONDS; returns the exit status (idempotent)."""
         self.channel.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+        return self._process.stop(grace_seconds=STOP_GRACE_SECONDS)
 
 
 @pytest.fixture(scope="session")
@@ -82,9 +73,10 @@ def exported_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[object]:
+def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """Start servers with given flags; every one is stopped at the end of the test."""
     started: list[ServerProcess] = []
+    request.node.stash[_STARTED] = started
 
     def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
         server = ServerProcess(list(args), tmp_path / f"server-{len(started)}.log", env)
@@ -125,3 +117,18 @@ def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the log tail of every server a failed test used."""
+    report = yield
+    if report.failed:
+        servers = [v for v in getattr(item, "funcargs", {}).values()
+                   if isinstance(v, ServerProcess)]
+        for server in dict.fromkeys([*servers, *item.stash.get(_STARTED, [])]):
+            report.sections.append((f"server log {server.log_path.name} (tail)",
+                                    server.log_tail()))
+    return report

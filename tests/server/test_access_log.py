@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 import tensorflow as tf
+import waiting
 from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
 
@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from conftest import ServerProcess
 
 
-def read_lines(path: Path, count: int, timeout_seconds: float = 10) -> list[dict[str, Any]]:
+def read_lines(path: Path, count: int) -> list[dict[str, Any]]:
     """The log's lines once there are `count` (it is flushed about every second)."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count or time.monotonic() > deadline:
-            return [json.loads(line) for line in lines]
-        time.sleep(0.2)
+
+    def lines() -> list[str] | None:
+        found = path.read_text().splitlines() if path.exists() else []
+        return found if len(found) >= count else None
+
+    return [json.loads(line) for line in waiting.wait_for(
+        lines, timeout_seconds=60, message=f"{count} lines in the access log")]
 
 
 def test_every_request_is_logged_with_model_version_signature_status_and_sizes(
@@ -72,7 +73,8 @@ def test_sampling_zero_logs_only_failures(tmp_path: Path, exported_models: Path,
     request.model_spec.name = "half_plus_two"
     with pytest.raises(grpc.RpcError):
         server.predict.Predict(request, timeout=30)  # no inputs: INVALID_ARGUMENT
-    time.sleep(1.5)  # let a sampled-in success (there must be none) reach the file too
+    # Lines are written in the order requests finish, so a sampled-in success (there must be
+    # none) would come before the failure's line: no need to wait for more than that line.
     lines = read_lines(log, 1)
     assert [(line["entrypoint"], line["status"]) for line in lines] == [
         ("GRPC", "INVALID_ARGUMENT")]

@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import processes
 import pytest
+import waiting
 from server_http import get, post
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
 
 FAST_FAIL = ("--max_num_load_retries=0", "--file_system_poll_wait_seconds=1")
-
-
-def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        result = predicate()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def version_status(port: int, model: str, version: int) -> dict[str, Any] | None:
@@ -41,6 +29,10 @@ def version_status(port: int, model: str, version: int) -> dict[str, Any] | None
         if row["version"] == str(version):
             return dict(row)
     return None
+
+
+def state(port: int, model: str, version: int) -> str | None:
+    return (version_status(port, model, version) or {}).get("state")
 
 
 def ended(port: int, model: str, version: int) -> dict[str, Any] | None:
@@ -76,7 +68,8 @@ def test_deleting_the_base_path_keeps_serving_the_loaded_version(
     server = start_server(f"--model_base_path={half_plus_two}", "--model_name=half_plus_two",
                           *FAST_FAIL)
     shutil.rmtree(half_plus_two)
-    wait_for(lambda: f"Could not find base path {half_plus_two}" in server.log())
+    waiting.wait_for(lambda: f"Could not find base path {half_plus_two}" in server.log(),
+                     timeout_seconds=60, message="the missing base path in the log")
     assert predicts(server.rest_port, "half_plus_two")
     assert get(server.rest_port, "/readyz").status == 200
     assert server.process.poll() is None
@@ -103,7 +96,8 @@ def test_a_damaged_new_version_fails_alone_and_its_status_says_why(
     server = start_server(f"--model_base_path={half_plus_two}", "--model_name=half_plus_two",
                           *FAST_FAIL)
     add_version(half_plus_two, half_plus_two / "123", 124, damage)
-    row = wait_for(lambda: ended(server.rest_port, "half_plus_two", 124))
+    row = waiting.wait_for(lambda: ended(server.rest_port, "half_plus_two", 124),
+                           timeout_seconds=60, message="version 124 to end")
     assert row["status"]["error_code"] != "OK"
     assert row["status"]["error_message"]
     assert version_status(server.rest_port, "half_plus_two", 123)["state"] == "AVAILABLE"
@@ -119,12 +113,14 @@ def test_a_config_file_replaced_by_garbage_keeps_the_running_config(
     server = start_server(f"--model_config_file={config}",
                           "--model_config_file_poll_wait_seconds=1")
     config.write_text("this is { not a model server config")
-    wait_for(lambda: "Keeping the running model config" in server.log())
+    waiting.wait_for(lambda: "Keeping the running model config" in server.log(),
+                     timeout_seconds=60, message="the kept config")
     assert predicts(server.rest_port, "half_plus_two")
     config.write_text("model_config_list { " + entry.format(
         "half_plus_two", exported_models / "half_plus_two") + entry.format(
         "half_plus_three", exported_models / "half_plus_three") + " }")
-    wait_for(lambda: predicts(server.rest_port, "half_plus_three"))
+    waiting.wait_for(lambda: predicts(server.rest_port, "half_plus_three"),
+                     timeout_seconds=60, message="half_plus_three to answer")
     assert predicts(server.rest_port, "half_plus_two")
 
 
@@ -147,22 +143,14 @@ def test_a_hanging_load_does_not_block_other_models(
         for n, p in bases.items()) + " }")
     server = start_server(f"--model_config_file={config}", *FAST_FAIL)
     add_version(bases["half_plus_three"], bases["half_plus_three"] / "123", 124, fifo_variables)
-    wait_for(lambda: (version_status(server.rest_port, "half_plus_three", 124) or {}).get(
-        "state") == "LOADING")
+    waiting.wait_for(lambda: state(server.rest_port, "half_plus_three", 124) == "LOADING",
+                     timeout_seconds=60, message="the hanging version to be LOADING")
     add_version(bases["half_plus_two"], bases["half_plus_two"] / "123", 124)
-    wait_for(lambda: (version_status(server.rest_port, "half_plus_two", 124) or {}).get(
-        "state") == "AVAILABLE")
+    waiting.wait_for(lambda: state(server.rest_port, "half_plus_two", 124) == "AVAILABLE",
+                     timeout_seconds=60, message="the other model's new version")
     assert predicts(server.rest_port, "half_plus_three")  # still version 123
     assert version_status(server.rest_port, "half_plus_three", 124)["state"] == "LOADING"
-    started = time.monotonic()
-    assert server.stop() == 0
-    assert time.monotonic() - started < 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    assert server.stop() == 0  # by itself on SIGTERM, within the harness's grace period
 
 
 @pytest.fixture
@@ -189,33 +177,24 @@ def test_a_version_the_server_may_not_read_says_permission_denied(
             if path.is_file():
                 path.chmod(0o600)
 
-    grpc_port, rest_port = _free_port(), _free_port()
-    log_path = world_readable_dir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-m", "berth_server", f"--port={grpc_port}",
-             f"--rest_api_port={rest_port}", f"--model_base_path={base}",
-             "--model_name=half_plus_two", *FAST_FAIL],
-            stdout=log, stderr=subprocess.STDOUT, cwd=world_readable_dir,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(world_readable_dir),
-                 "MPLCONFIGDIR": str(world_readable_dir)})
+    grpc_port, rest_port = processes.free_port(), processes.free_port()
+    server = processes.start(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         sys.executable, "-m", "berth_server", f"--port={grpc_port}",
+         f"--rest_api_port={rest_port}", f"--model_base_path={base}",
+         "--model_name=half_plus_two", *FAST_FAIL],
+        name="server as nobody", log_path=world_readable_dir / "server.log",
+        cwd=world_readable_dir,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(world_readable_dir),
+             "MPLCONFIGDIR": str(world_readable_dir)})
     try:
-        wait_for(lambda: process.poll() is not None or _accepts(rest_port), 120)
-        assert process.poll() is None, log_path.read_text()
+        server.wait_until(lambda: processes.port_accepts(rest_port), timeout_seconds=120,
+                          message="the REST port")
         add_version(base, base / "123", 124, root_only)
-        row = wait_for(lambda: ended(rest_port, "half_plus_two", 124))
+        row = waiting.wait_for(lambda: ended(rest_port, "half_plus_two", 124),
+                               timeout_seconds=60, message="version 124 to end")
         assert row["status"]["error_code"] == "PERMISSION_DENIED" or \
             "Permission denied" in row["status"]["error_message"], row
         assert predicts(rest_port, "half_plus_two")
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        server.stop(grace_seconds=30)

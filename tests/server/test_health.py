@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+import waiting
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_http import call, get
 
@@ -26,7 +26,7 @@ def server(exported_models: Path,
 
 def health_check(server: ServerProcess, service: str) -> Any:
     stub = health_pb2_grpc.HealthStub(server.channel)
-    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
 
 
 @pytest.mark.parametrize("service", ["", "ModelService", "PredictionService"])
@@ -78,13 +78,6 @@ def test_tf_servings_v1_models_without_a_name_is_still_an_error(server: ServerPr
     assert (reply.status, reply.error) == (400, "Missing model name in request.")
 
 
-def wait_for(predicate: Callable[[], bool], timeout_seconds: float = 20) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.2)
-
-
 def test_readiness_follows_availability(tmp_path: Path, exported_models: Path,
                                         start_server: Callable[..., ServerProcess]) -> None:
     base = tmp_path / "half_plus_two"
@@ -93,9 +86,13 @@ def test_readiness_follows_availability(tmp_path: Path, exported_models: Path,
                           "--file_system_poll_wait_seconds=1")
     assert get(server.rest_port, "/readyz").status == 200
     shutil.move(str(base / "123"), str(tmp_path / "parked"))
-    wait_for(lambda: get(server.rest_port, "/readyz").status == 503)
+    waiting.wait_for(lambda: get(server.rest_port, "/readyz").status,
+                     until=lambda status: status == 503,
+                     timeout_seconds=60, message="/readyz to answer 503")
     assert get(server.rest_port, "/readyz").json()["models"] == {
         "half_plus_two": {"available_versions": []}}
     assert get(server.rest_port, "/healthz").status == 200
     shutil.move(str(tmp_path / "parked"), str(base / "123"))
-    wait_for(lambda: get(server.rest_port, "/readyz").status == 200)
+    waiting.wait_for(lambda: get(server.rest_port, "/readyz").status,
+                     until=lambda status: status == 200,
+                     timeout_seconds=60, message="/readyz to answer 200 again")

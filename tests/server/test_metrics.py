@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 import tensorflow as tf
+import waiting
 from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
 
@@ -92,15 +92,11 @@ def test_failed_requests_are_counted_by_status_but_not_timed(server: ServerProce
         grpc_predict(server, "missing")
     # grpc.aio puts an aborted call's status on the wire before the handler's `finally` runs,
     # so the count may trail the client's error by a moment.
-    deadline = time.monotonic() + 5
-    while True:
-        samples = scrape(server)
-        count = value(samples, ":tensorflow:serving:request_count", model_name="missing",
-                      status="NOT_FOUND")
-        if count == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert count == 2
+    waiting.wait_for(lambda: value(scrape(server), ":tensorflow:serving:request_count",
+                                   model_name="missing", status="NOT_FOUND"),
+                     until=lambda count: count == 2, timeout_seconds=60, interval_seconds=0.05,
+                     message="both failures in request_count")
+    samples = scrape(server)
     assert value(samples, ":tensorflow:serving:request_latency_count", model_name="missing") == 0
 
 

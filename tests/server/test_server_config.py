@@ -7,13 +7,13 @@ absolute path; each test owns its server because reloads change what it serves.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+import waiting
 from google.protobuf import any_pb2, text_format
 from server_http import get, post
 from tensorflow_serving.apis import model_management_pb2
@@ -32,14 +32,6 @@ def config_text(models: dict[str, Path]) -> str:
                                             model_platform="tensorflow")
     return text_format.MessageToString(config)
 
-
-def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def predict_status(server: ServerProcess, model: str) -> int:
@@ -79,12 +71,14 @@ class TestPollingTheConfigFile:
         server = start_server(f"--model_config_file={config}", POLL_CONFIG)
         assert predict_status(server, "half_plus_three") == 404
         config.write_text(config_text(models))
-        wait_for(lambda: predict_status(server, "half_plus_three") == 200,
-                 what="half_plus_three to be served")
+        waiting.wait_for(lambda: predict_status(server, "half_plus_three"),
+                         until=lambda status: status == 200,
+                         timeout_seconds=60, message="half_plus_three to be served")
         assert answer(server, "half_plus_three") == 4.0
         config.write_text(config_text({"half_plus_three": models["half_plus_three"]}))
-        wait_for(lambda: predict_status(server, "half_plus_two") == 404,
-                 what="half_plus_two to be unloaded")
+        waiting.wait_for(lambda: predict_status(server, "half_plus_two"),
+                         until=lambda status: status == 404,
+                         timeout_seconds=60, message="half_plus_two to be unloaded")
         reply = post(server.rest_port, "/v1/models/half_plus_two:predict", {"instances": [1.0]})
         assert reply.error == "Servable not found for request: Latest(half_plus_two)"
         assert answer(server, "half_plus_three") == 4.0
@@ -96,14 +90,17 @@ class TestPollingTheConfigFile:
         config.write_text(config_text({"half_plus_two": models["half_plus_two"]}))
         server = start_server(f"--model_config_file={config}", POLL_CONFIG)
         config.write_text("model_config_list { config { name: 'broken' ")
-        wait_for(lambda: "Error parsing text-format" in server.log(), what="the parse error")
+        waiting.wait_for(lambda: "Error parsing text-format" in server.log(),
+                         timeout_seconds=60, message="the parse error")
         assert "Keeping the running model config" in server.log()
-        time.sleep(1.5)
+        # The next poll reads the broken file again: the poller and the server outlived it.
+        server.wait_for_log("Keeping the running model config", count=2)
         assert server.process.poll() is None
         assert answer(server, "half_plus_two") == 3.0
         config.write_text(config_text(models))  # polling goes on once the file is fixed
-        wait_for(lambda: predict_status(server, "half_plus_three") == 200,
-                 what="half_plus_three to be served")
+        waiting.wait_for(lambda: predict_status(server, "half_plus_three"),
+                         until=lambda status: status == 200,
+                         timeout_seconds=60, message="half_plus_three to be served")
 
     def test_a_config_with_an_invalid_entry_keeps_the_running_config(
             self, start_server: Callable[..., ServerProcess], tmp_path: Path,
@@ -113,7 +110,8 @@ class TestPollingTheConfigFile:
         server = start_server(f"--model_config_file={config}", POLL_CONFIG)
         config.write_text(config_text({"half_plus_two": models["half_plus_two"]})
                           .replace(str(models["half_plus_two"]), "relative/path"))
-        wait_for(lambda: "relative/path" in server.log(), what="the validation error")
+        waiting.wait_for(lambda: "relative/path" in server.log(),
+                         timeout_seconds=60, message="the validation error")
         assert answer(server, "half_plus_two") == 3.0
 
 
@@ -135,8 +133,9 @@ class TestReloadByGrpc:
         config.write_text(config_text(models))
         server = start_server(f"--model_config_file={config}")
         reload(server, config_text({"half_plus_three": models["half_plus_three"]}))
-        wait_for(lambda: predict_status(server, "half_plus_two") == 404,
-                 what="half_plus_two to be unloaded")
+        waiting.wait_for(lambda: predict_status(server, "half_plus_two"),
+                         until=lambda status: status == 404,
+                         timeout_seconds=60, message="half_plus_two to be unloaded")
         status = get(server.rest_port, "/v1/models/half_plus_two").json()
         assert [v["state"] for v in status["model_version_status"]] == ["END"]
         reload(server, config_text(models))

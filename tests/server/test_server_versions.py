@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import busy_model
+import gated_model
 import grpc
 import pytest
 import tensorflow as tf
+import waiting
 from google.protobuf import text_format
 from server_http import get, post
 from tensorflow_serving.apis import model_management_pb2, predict_pb2
@@ -29,23 +29,13 @@ if TYPE_CHECKING:
 POLL = "--file_system_poll_wait_seconds=1"
 FAST_RETRIES = ("--max_num_load_retries=1", "--load_retry_interval_micros=100000")
 ANSWER = {1: 3.0, 2: 4.0, 3: 4.0}
+NOT_YET_COMPLETE = "Version {} of model m is not completely written yet; waiting"
 
 
 def copy_version(exported_models: Path, base: Path, version: int) -> Path:
     """Copy a complete version in, the way users do it (`cp -r`): not atomic."""
     source = exported_models / "two_versions" / ("123" if version == 1 else "124")
     return Path(shutil.copytree(source, base / str(version)))
-
-
-def wait_for(predicate: Callable[[], Any], timeout_seconds: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def states(server: ServerProcess, model: str = "m") -> dict[int, tuple[str, str, str]]:
@@ -94,6 +84,12 @@ class RequestLoop:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def wait_for_more(self, count: int = 5) -> None:
+        """Until `count` more requests have been answered (or failed) than so far."""
+        seen = len(self.answers) + len(self.failures)
+        waiting.wait_for(lambda: len(self.answers) + len(self.failures) >= seen + count,
+                         timeout_seconds=60, message=f"{count} more requests to be answered")
+
 
 def config_text(base: Path, policy: str = "", labels: dict[str, int] | None = None) -> str:
     config = model_server_config_pb2.ModelServerConfig()
@@ -128,17 +124,16 @@ class TestNewAndRemovedVersions:
     ) -> None:
         server = serve_base(start_server, base)
         with RequestLoop(server) as loop:
-            wait_for(lambda: loop.answers, what="the first answer")
-            copied_at = time.monotonic()
+            waiting.wait_for(lambda: loop.answers, timeout_seconds=60, message="the first answer")
             copy_version(exported_models, base, 2)
-            wait_for(lambda: loop.answers[-1] == 4.0, what="version 2 to answer")
-            served_after = time.monotonic() - copied_at
-            time.sleep(0.5)
+            waiting.wait_for(lambda: loop.answers[-1] == 4.0,
+                             timeout_seconds=60, message="version 2 to answer")
+            waiting.wait_for(lambda: states(server)[1][0] == "END",
+                             timeout_seconds=60, message="version 1 to unload")
+            loop.wait_for_more()  # requests go on after the unload too
         assert loop.failures == []
-        assert served_after < 15  # a few polls, even on a loaded machine
         assert set(loop.answers) == {3.0, 4.0}
         assert loop.answers[-1] == 4.0
-        wait_for(lambda: states(server)[1][0] == "END", what="version 1 to unload")
         assert states(server) == {1: ("END", "OK", ""), 2: ("AVAILABLE", "OK", "")}
 
     def test_a_removed_version_is_unloaded_and_the_previous_one_serves_again(
@@ -148,10 +143,11 @@ class TestNewAndRemovedVersions:
         server = serve_base(start_server, base)
         assert answer(server) == 4.0
         with RequestLoop(server) as loop:
-            wait_for(lambda: loop.answers, what="the first answer")
+            waiting.wait_for(lambda: loop.answers, timeout_seconds=60, message="the first answer")
             shutil.rmtree(base / "2")
-            wait_for(lambda: states(server).get(2, ("",))[0] == "END", what="version 2 to unload")
-            time.sleep(0.5)
+            waiting.wait_for(lambda: states(server).get(2, ("",))[0] == "END",
+                             timeout_seconds=60, message="version 2 to unload")
+            loop.wait_for_more()
         assert loop.failures == []
         assert answer(server) == 3.0
         assert states(server)[1][0] == "AVAILABLE"
@@ -161,11 +157,14 @@ class TestNewAndRemovedVersions:
     ) -> None:
         server = serve_base(start_server, base)
         copy_version(exported_models, base, 2)
-        wait_for(lambda: answer(server) == 4.0, what="version 2 to answer")
+        waiting.wait_for(lambda: answer(server) == 4.0,
+                         timeout_seconds=60, message="version 2 to answer")
         shutil.rmtree(base / "2")
-        wait_for(lambda: answer(server) == 3.0, what="version 1 to answer again")
+        waiting.wait_for(lambda: answer(server) == 3.0,
+                         timeout_seconds=60, message="version 1 to answer again")
         copy_version(exported_models, base, 2)
-        wait_for(lambda: answer(server) == 4.0, what="version 2 to answer again")
+        waiting.wait_for(lambda: answer(server) == 4.0,
+                         timeout_seconds=60, message="version 2 to answer again")
         assert states(server)[2][0] == "AVAILABLE"
 
     def test_with_the_all_policy_removing_a_version_leaves_the_others_loaded(
@@ -181,7 +180,8 @@ class TestNewAndRemovedVersions:
         server = start_server(f"--model_config_file={config}", POLL)
         assert states(server) == {1: ("AVAILABLE", "OK", ""), 2: ("AVAILABLE", "OK", "")}
         shutil.rmtree(base / "2")
-        wait_for(lambda: states(server)[2][0] == "END", what="version 2 to unload")
+        waiting.wait_for(lambda: states(server)[2][0] == "END",
+                         timeout_seconds=60, message="version 2 to unload")
         assert states(server)[1][0] == "AVAILABLE"
         assert answer(server) == 3.0
         reply = post(server.rest_port, "/v1/models/m/versions/2:predict", {"instances": [2.0]})
@@ -192,10 +192,11 @@ class TestNewAndRemovedVersions:
 
 
     def test_an_in_flight_request_finishes_on_the_version_it_started_on(
-            self, start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
-        base = tmp_path / "busy"
-        busy_model.export_busy_model(base, matmuls=5000, version=1)  # seconds per request
-        server = serve_base(start_server, base)
+            self, start_server: Callable[..., ServerProcess], tmp_path: Path,
+            exported_models: Path) -> None:
+        base, gate = tmp_path / "m", tmp_path / "gate"
+        gated_model.export_gated_model(base, gate, version=1)  # answers once the gate opens
+        server = serve_base(start_server, base, gated_model.monitoring_flag(tmp_path))
         slow: dict[str, Any] = {}
 
         def slow_request() -> None:
@@ -203,21 +204,26 @@ class TestNewAndRemovedVersions:
             request.model_spec.name = "m"
             request.inputs["x"].CopyFrom(tf.make_tensor_proto([7.0], dtype=tf.float32))
             slow["response"] = server.predict.Predict(request, timeout=120)
-            slow["finished"] = time.monotonic()
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(0.5)
-        busy_model.export_busy_model(base, matmuls=1, version=2)
-        wait_for(lambda: states(server).get(2, ("",))[0] == "AVAILABLE", what="version 2")
-        version_2_serving = time.monotonic()
-        old_state = states(server)[1][0]
+        try:
+            waiting.wait_for(lambda: gated_model.in_flight(server.rest_port, "m") == 1,
+                             timeout_seconds=60, message="the request to run on version 1")
+            copy_version(exported_models, base, 2)
+            waiting.wait_for(lambda: states(server).get(2, ("",))[0] == "AVAILABLE",
+                             timeout_seconds=60, message="version 2")
+            old_state = states(server)[1][0]
+            ended_before_the_swap = "response" in slow
+        finally:
+            gated_model.open_gate(gate)
         thread.join(timeout=120)
-        assert slow["finished"] > version_2_serving, "the slow request ended before the swap"
+        assert not ended_before_the_swap, "the slow request ended before the swap"
         assert old_state == "UNLOADING"  # waiting for the request it still serves
         assert slow["response"].model_spec.version.value == 1
         assert slow["response"].outputs["y"].float_val == [7.0]
-        wait_for(lambda: states(server)[1][0] == "END", what="version 1 to unload")
+        waiting.wait_for(lambda: states(server)[1][0] == "END",
+                         timeout_seconds=60, message="version 1 to unload")
 
 
 class TestHalfWrittenVersions:
@@ -229,11 +235,12 @@ class TestHalfWrittenVersions:
         partial = base / "2"
         shutil.copytree(source / "variables", partial / "variables")
         shutil.copytree(source / "assets", partial / "assets")
-        time.sleep(2.5)  # more than two polls
+        server.wait_for_log(NOT_YET_COMPLETE.format(2), count=2)  # two polls skipped it
         assert 2 not in states(server)
         assert answer(server) == 3.0
         shutil.copy(source / "saved_model.pb", partial / "saved_model.pb")
-        wait_for(lambda: answer(server) == 4.0, what="the completed version to answer")
+        waiting.wait_for(lambda: answer(server) == 4.0,
+                         timeout_seconds=60, message="the completed version to answer")
         assert states(server)[2] == ("AVAILABLE", "OK", "")
 
     def test_a_version_missing_a_variables_shard_is_not_loaded_until_it_arrives(
@@ -243,12 +250,13 @@ class TestHalfWrittenVersions:
         source = exported_models / "two_versions" / "124"
         partial = base / "2"
         shutil.copytree(source, partial, ignore=shutil.ignore_patterns("variables.data-*"))
-        time.sleep(2.5)
+        server.wait_for_log(NOT_YET_COMPLETE.format(2), count=2)  # two polls skipped it
         assert 2 not in states(server)
         assert answer(server) == 3.0
         for shard in (source / "variables").glob("variables.data-*"):
             shutil.copy(shard, partial / "variables" / shard.name)
-        wait_for(lambda: answer(server) == 4.0, what="the completed version to answer")
+        waiting.wait_for(lambda: answer(server) == 4.0,
+                         timeout_seconds=60, message="the completed version to answer")
         assert states(server)[2] == ("AVAILABLE", "OK", "")
 
 
@@ -262,11 +270,11 @@ class TestCorruptVersions:
         shutil.copytree(source, corrupt)
         (corrupt / "saved_model.pb").write_bytes(b"this is not a SavedModel")
         with RequestLoop(server) as loop:
-            state, code, message = wait_for(
+            state, code, message = waiting.wait_for(
                 lambda: states(server).get(2, ("",))[0] == "END" and states(server)[2],
-                what="version 2 to fail",
+                timeout_seconds=60, message="version 2 to fail",
             )
-            time.sleep(0.5)
+            loop.wait_for_more()
         assert loop.failures == []
         assert set(loop.answers) == {3.0}
         assert code != "OK"
@@ -282,9 +290,11 @@ class TestCorruptVersions:
         corrupt = base / "2"
         shutil.copytree(source, corrupt)
         (corrupt / "saved_model.pb").write_bytes(b"this is not a SavedModel")
-        wait_for(lambda: states(server).get(2, ("",))[0] == "END", what="version 2 to fail")
+        waiting.wait_for(lambda: states(server).get(2, ("",))[0] == "END",
+                         timeout_seconds=60, message="version 2 to fail")
         shutil.copy(source / "saved_model.pb", corrupt / "saved_model.pb")
-        wait_for(lambda: answer(server) == 4.0, what="the fixed version to answer")
+        waiting.wait_for(lambda: answer(server) == 4.0,
+                         timeout_seconds=60, message="the fixed version to answer")
         assert states(server)[2] == ("AVAILABLE", "OK", "")
 
     def test_a_removed_version_keeps_serving_while_its_only_replacement_fails(
@@ -295,8 +305,12 @@ class TestCorruptVersions:
         shutil.rmtree(base / "1")
         copy_version(exported_models, base, 2)
         (base / "2" / "saved_model.pb").write_bytes(b"garbage")
-        wait_for(lambda: states(server).get(2, ("",))[0] == "END", what="version 2 to fail")
-        time.sleep(1.5)
+        waiting.wait_for(lambda: states(server).get(2, ("",))[0] == "END",
+                         timeout_seconds=60, message="version 2 to fail")
+        # An empty version dir is logged as not yet complete by every poll, and is never loaded:
+        # its second line means a whole poll has run since version 2 failed.
+        (base / "99").mkdir()
+        server.wait_for_log(NOT_YET_COMPLETE.format(99), count=2)
         assert states(server)[1] == ("AVAILABLE", "OK", "")
         assert answer(server) == 3.0
 
@@ -343,7 +357,8 @@ class TestVersionPolicies:
         config.write_text(config_text(base, "all {}"))
         server = start_server(f"--model_config_file={config}", POLL)
         copy_version(exported_models, base, 2)
-        wait_for(lambda: states(server).get(2, ("",))[0] == "AVAILABLE", what="version 2")
+        waiting.wait_for(lambda: states(server).get(2, ("",))[0] == "AVAILABLE",
+                         timeout_seconds=60, message="version 2")
         assert states(server)[1][0] == "AVAILABLE"
         assert answer(server, "/v1/models/m/versions/1") == 3.0
         assert answer(server) == 4.0

@@ -6,13 +6,13 @@ The exported half_plus_two carries one warmup record; half_plus_three has no war
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import tensorflow as tf
+import waiting
 from google.protobuf import text_format
 from server_http import get, post
 from tensorflow_serving.apis import predict_pb2
@@ -34,14 +34,13 @@ def version_status(server: ServerProcess, version: int) -> dict[str, object] | N
     return None
 
 
-def wait_for_end(server: ServerProcess, version: int, timeout_seconds: float = 30) -> dict:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
+def wait_for_end(server: ServerProcess, version: int) -> dict[str, object]:
+    def ended() -> dict[str, object] | None:
         row = version_status(server, version)
-        if row is not None and row["state"] == "END":
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"version {version} did not reach END:\n{server.log()}")
+        return row if row is not None and row["state"] == "END" else None
+
+    return waiting.wait_for(ended, timeout_seconds=60, interval_seconds=0.1,
+                            message=f"version {version} to reach END")
 
 
 def damage(path: Path) -> None:

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import busy_model
 import grpc
 import numpy as np
 import tensorflow as tf
+import waiting
 from tensorflow_serving.apis import predict_pb2
+
+from examples import export_models
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
@@ -101,7 +103,7 @@ def grpc_client(port: int, outcomes: Outcomes, stop: threading.Event) -> None:
 
 def test_sigterm_under_load_fails_no_accepted_request(
         tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
-    busy_model.export_busy_model(tmp_path / "busy")
+    export_models.export_busy_model(tmp_path / "busy")
     access_log = tmp_path / "access.jsonl"
     server = start_server(f"--model_base_path={tmp_path / 'busy'}", "--model_name=busy",
                           "--shutdown_grace_period_seconds=20", f"--access_log_file={access_log}")
@@ -109,8 +111,9 @@ def test_sigterm_under_load_fails_no_accepted_request(
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         clients = [pool.submit(rest_client, server.rest_port, outcomes, stop) for _ in range(8)]
         clients += [pool.submit(grpc_client, server.grpc_port, outcomes, stop) for _ in range(8)]
-        time.sleep(3)
-        served_before = len(outcomes.ok_finish_times)
+        served_before = waiting.wait_for(lambda: len(outcomes.ok_finish_times),
+                                         until=lambda served: served > 10, timeout_seconds=120,
+                                         message="more than 10 answers before SIGTERM")
         terminated_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(timeout=40)

@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+import waiting
 from tensorflow_serving.apis import predict_pb2
 
 from berth_server.protos import streaming_pb2_grpc
@@ -122,6 +123,13 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def unchanged_for_a_second(read: Callable[[], int]) -> int | None:
+    """`read()` if it is positive and the same after a second, else None."""
+    before = read()
+    time.sleep(1)
+    return before if before and read() == before else None
+
+
 def test_a_client_faster_than_the_server_is_held_back_and_memory_stays_flat(
         server: ServerProcess) -> None:
     """800 requests of 256 KiB (200 MiB in all) sent as fast as possible while the client reads
@@ -150,8 +158,11 @@ def test_a_client_faster_than_the_server_is_held_back_and_memory_stays_flat(
     sampler.start()
     try:
         answers = stub(server).PredictStream(fast(), timeout=300)
-        time.sleep(3)  # read nothing: the server must stop reading, so the client stalls
-        stalled_at = pulled[0]
+        # Read nothing: the server must stop reading, so the client stalls. Stalled means no
+        # request pulled for a whole second (or all of them pulled: the server read them all).
+        stalled_at = waiting.wait_for(lambda: unchanged_for_a_second(lambda: pulled[0]),
+                                      timeout_seconds=120, interval_seconds=0,
+                                      message="the client to stall")
         count = 0
         for answer in answers:
             assert answer.index == count and not answer.HasField("error")

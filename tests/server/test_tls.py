@@ -86,7 +86,7 @@ def predict(channel: grpc.Channel) -> list[float]:
     request.model_spec.name = "half_plus_two"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    return list(stub.Predict(request, timeout=10).outputs["y"].float_val)
+    return list(stub.Predict(request, timeout=30).outputs["y"].float_val)
 
 
 def secure_channel(server: ServerProcess, pem: Pem, *, with_client_cert: bool) -> grpc.Channel:
@@ -106,7 +106,7 @@ def https_get(server: ServerProcess, pem: Pem, path: str, *, with_client_cert: b
         (directory / "client.key").write_text(pem.client_key)
         context.load_cert_chain(directory / "client.crt", directory / "client.key")
     connection = http.client.HTTPSConnection("127.0.0.1", server.rest_port, context=context,
-                                             timeout=10)
+                                             timeout=30)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -134,7 +134,7 @@ def test_grpc_and_rest_serve_tls_with_the_configured_certificate(
             pytest.raises(grpc.RpcError) as caught:
         predict(plain)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    plain_http = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    plain_http = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
     with pytest.raises((http.client.HTTPException, ConnectionError)):
         plain_http.request("GET", "/v1/models/half_plus_two")
         plain_http.getresponse()
@@ -147,7 +147,7 @@ def test_rest_stays_plain_http_without_its_flag_as_in_tf_serving(
     server = start_server(*model_flags, f"--ssl_config_file={ssl_config(tmp_path / 's', pem)}")
     with secure_channel(server, pem, with_client_cert=False) as channel:
         assert predict(channel) == [2.5]
-    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
     connection.request("GET", "/v1/models/half_plus_two")
     assert connection.getresponse().status == 200
     connection.close()

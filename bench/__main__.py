@@ -3,9 +3,10 @@
     python -m bench [--quick] [--models mlp,mobilenet_v2] [--out bench/results]
 
 Installs its tools (bench/setup.sh), exports its models, then measures the in-process limit, the
-do-nothing transport ceilings, Berth (gRPC and REST, batching off and on) and the KServe peer,
-and writes NAME.md, NAME.json and NAME.png into the output folder (NAME is "bench", or
-"quick" for `--quick`, a smoke run of a minute or two that is not meant to be quoted).
+do-nothing transport ceilings, Berth (gRPC and REST, batching off and on), the KServe peer and
+Berth at twice its capacity (bench.overload), and writes NAME.md, NAME.json and NAME.png into the
+output folder (NAME is "bench", or "quick" for `--quick`, a smoke run of a minute or two that is
+not meant to be quoted).
 """
 
 from __future__ import annotations

@@ -78,6 +78,23 @@ def inprocess_table(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def overload_table(overload: dict[str, Any]) -> list[str]:
+    """`bench.overload`'s results, one column per transport."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{key} {count}" for key, count in value.items())
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        return "-" if value is None else str(value)
+
+    header = (f"at 2x capacity for {overload['seconds']:g} s, "
+              f"--max_inflight_requests={overload['max_inflight_requests']}")
+    return _table([header, "gRPC", "REST"],
+                  [[key, cell(overload["grpc"][key]), cell(overload["rest"][key])]
+                   for key in overload["grpc"]])
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     settings = results["settings"]
@@ -105,4 +122,9 @@ def render(results: dict[str, Any]) -> str:
         lines += series_table(results, model)
         lines += ["", "### In-process limit (signature called from Python, server core)", ""]
         lines += inprocess_table(entry)
+    if "overload" in results:
+        lines += ["", "## Overload (the busy model, `python -m bench.overload`)", "",
+                  "Capacity from four closed-loop clients; then open-loop load at twice that. "
+                  "Server refusal latency: the access log's, as the server measured it.", ""]
+        lines += overload_table(results["overload"])
     return "\n".join(lines) + "\n"

@@ -162,6 +162,21 @@ def peer(spec: models.ModelSpec, settings: Settings, paths: Paths) -> list[dict[
         return list(_series(server, label, "rest", None, spec, settings, paths))
 
 
+def overload(settings: Settings, paths: Paths) -> dict[str, Any]:
+    """Berth at twice its capacity (`bench.overload`, a worker on the load core)."""
+    _log("overload: the busy model at 2x capacity, gRPC then REST")
+    command = ["taskset", "-c", str(LOAD_CPU), sys.executable, "-m", "bench.overload", "--json",
+               f"--seconds={settings.seconds}", f"--models-dir={paths.models_dir}",
+               f"--logs-dir={paths.logs_dir}"]
+    with (paths.logs_dir / "overload-worker.log").open("wb") as log:
+        done = subprocess.run(command, cwd=servers.ROOT, stdout=subprocess.PIPE, stderr=log,
+                              check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"overload worker failed; see {log.name}")
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
 def run(settings: Settings, paths: Paths) -> dict[str, Any]:
     results: dict[str, Any] = {"models": {}}
     if "mlp" in settings.models:
@@ -177,4 +192,5 @@ def run(settings: Settings, paths: Paths) -> dict[str, Any]:
             entry["berth_batching_off" if not batching else "berth_batching_on"] = started
         entry["series"] += peer(spec, settings, paths)
         results["models"][name] = entry
+    results["overload"] = overload(settings, paths)
     return results

@@ -88,6 +88,33 @@ def _memory(results: dict[str, Any], model: str) -> dict[str, Any]:
                    berth <= bare + 80)
 
 
+def _overload(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """What --max_inflight_requests promises at twice the capacity (tests check the statuses)."""
+    grpc, rest = results["overload"]["grpc"], results["overload"]["rest"]
+    refusal, rest_refusal = grpc["server_refusal_p50_micros"], rest["client_refusal_p50_ms"]
+    statuses = sorted({*grpc["statuses"], *rest["statuses"]})
+    return [
+        _target("Overload: every answer OK or UNAVAILABLE (gRPC and REST)", ", ".join(statuses),
+                "OK, UNAVAILABLE", set(statuses) <= {"OK", "UNAVAILABLE"}),
+        _target("Overload, gRPC: median refusal in the server <= 20 ms",
+                "-" if refusal is None else f"{refusal / 1000:.2f} ms", "<= 20 ms",
+                None if refusal is None else refusal < 20_000),
+        _target("Overload, REST: median refusal seen by the client <= 1 s",
+                "-" if rest_refusal is None else f"{rest_refusal:.1f} ms", "<= 1000 ms",
+                None if rest_refusal is None else rest_refusal < 1000),
+        _target("Overload, gRPC: served >= 0.4x capacity",
+                f"{grpc['served_share_of_capacity']:.2f}x", ">= 0.4x",
+                grpc["served_share_of_capacity"] >= 0.4),
+        _target("Overload, gRPC: RSS flat (second half +64 MiB, whole run +512 MiB at most)",
+                f"+{grpc['rss_growth_second_half_mib']:.0f} / +{grpc['rss_growth_mib']:.0f} MiB",
+                "<= 64 / 512 MiB", grpc["rss_growth_second_half_mib"] <= 64
+                and grpc["rss_growth_mib"] <= 512),
+        _target("Overload: the next request answers within 5 s (gRPC and REST)",
+                f"{grpc['recovery_ms']:.0f} / {rest['recovery_ms']:.0f} ms", "<= 5000 ms",
+                max(grpc["recovery_ms"], rest["recovery_ms"]) <= 5000),
+    ]
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     peer = _peer_label(results, "mlp")
     targets = [
@@ -104,4 +131,6 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for model in results["models"]:
         targets += [_latency(results, model, "grpc", 0.5), _latency(results, model, "rest", 1.0),
                     _startup(results, model), _memory(results, model)]
+    if "overload" in results:
+        targets += _overload(results)
     return targets

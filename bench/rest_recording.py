@@ -58,7 +58,8 @@ async def _per_call_micros(front: RestFront | None) -> float:
 
 
 def _front(access_log: AccessLog | None) -> RestFront:
-    observer = request_record.RequestObserver(metrics.Metrics(), access_log)
+    observer = request_record.RequestObserver(metrics.Metrics(), access_log,
+                                              is_served={"m"}.__contains__)
     return RestFront(_ConstantApi(), None, _NoModels(), observer,  # type: ignore[arg-type]
                      metrics_path=None, max_body_bytes=1 << 30, read_length=False,
                      enable_cors=False)

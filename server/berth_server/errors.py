@@ -54,6 +54,10 @@ _HTTP_STATUS: dict[Code, int] = {
 }
 
 
+# What a client is told of a bug (the server's log has the traceback): never a Python repr.
+INTERNAL_MESSAGE = "Internal error while serving the request; the server log has the details"
+
+
 def http_status(code: Code) -> int:
     """The HTTP status TF Serving's REST API answers for `code`."""
     return _HTTP_STATUS.get(code, 500)

@@ -71,6 +71,9 @@ class ServerOptions:
     log_format: str = "text"  # "text" or "json" for the server's own log lines
     max_request_size_bytes: int = 0  # REST body / gRPC message limit; 0 is TF Serving's (2 GiB)
     max_inflight_requests: int = 1024  # admitted to model execution at once; 0 is unbounded
+    bind_address: str = ""  # the address both ports listen on; "" is every interface
+    incomplete_version_wait_seconds: float = 60.0  # an unchanging half-written version loads then
+    enable_reload_config_rpc: bool = True  # HandleReloadConfigRequest; off: config by file only
     rest_api_enable_ssl: bool = False  # serve REST over TLS with --ssl_config_file
     shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
 

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -30,6 +30,7 @@ from berth_server.core.servable_state import ServableId, State
 from berth_server.observability import log_format
 from berth_server.observability.metrics import Metrics
 from berth_server.observability.parts import Observability
+from berth_server.observability.request_record import RequestObserver
 from berth_server.options import ServerOptions
 from berth_server.rest import api as rest_api
 from berth_server.rest import front as rest_front
@@ -127,12 +128,15 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     gc.set_threshold(_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
-        allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models)
+        allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models,
+        incomplete_version_wait_seconds=opts.incomplete_version_wait_seconds)
     batching = batching_runner.from_options(  # a bad batching file fails startup here
         opts, metrics=observability.metrics.batching if observability.metrics_path else None)
     background = [asyncio.ensure_future(core.poll_forever())]
     try:
-        await core.reload(model_config.from_options(opts))
+        if not await _until_stopped(core.reload(model_config.from_options(opts)), stop):
+            log.info("Stopped while loading the models")
+            return
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
         # The runner chain: admission first (a refused request costs nothing), then runtime
@@ -143,8 +147,9 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
             observability.metrics, max_inflight=opts.max_inflight_requests)
         service = InferenceService(core, runner,
                                    check_method_names=opts.enable_signature_method_name_check)
-        grpc_server = await _start_grpc(opts, service, core, observability, tls_config)
-        rest = await _start_rest(opts, service, core, observability, tls_config)
+        observer = observability.request_observer(core.has_model)
+        grpc_server = await _start_grpc(opts, service, core, observer, tls_config)
+        rest = await _start_rest(opts, service, core, observability, observer, tls_config)
         log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
         await stop.wait()
         log.info("Shutting down: finishing in-flight requests")
@@ -158,6 +163,23 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
         request_pool.shutdown(wait=False, cancel_futures=True)
         load_pool.shutdown(wait=False, cancel_futures=True)
         observability.close()
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first (then cancel it); True when it finished.
+
+    Startup waits for every model to load, which can take minutes, or forever for a version
+    that never completes; a pod's SIGTERM must still end the process within its grace period.
+    """
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    return False
 
 
 async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server,
@@ -176,18 +198,20 @@ async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server,
 
 
 async def _start_grpc(opts: ServerOptions, service: InferenceService,
-                      core: server_core.ServerCore, observability: Observability,
+                      core: server_core.ServerCore, observer: RequestObserver,
                       tls_config: tls.TlsConfig | None) -> grpc.aio.Server:
     server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
-        rpc_interceptor.RecordingInterceptor(observability.observer)])
+        rpc_interceptor.RecordingInterceptor(observer)])
     tensor_content = opts.enable_serialization_as_tensor_content
-    rpc_services.add_services(server, service, core, tensor_content_outputs=tensor_content)
+    rpc_services.add_services(server, service, core, tensor_content_outputs=tensor_content,
+                              enable_reload=opts.enable_reload_config_rpc)
     rpc_streaming.add_service(server, service, tensor_content_outputs=tensor_content)
     if opts.enable_grpc_healthcheck_service:
         from berth_server.rpc import health as rpc_health
 
         await rpc_health.add_service(server)
-    for address in ([f"[::]:{opts.port}"] if opts.port else []) + (
+    host = f"[{opts.bind_address}]" if ":" in opts.bind_address else opts.bind_address or "[::]"
+    for address in ([f"{host}:{opts.port}"] if opts.port else []) + (
             [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):
         try:
             if tls_config is not None:
@@ -202,7 +226,7 @@ async def _start_grpc(opts: ServerOptions, service: InferenceService,
 
 async def _start_rest(opts: ServerOptions, service: InferenceService,
                       core: server_core.ServerCore, observability: Observability,
-                      tls_config: tls.TlsConfig | None,
+                      observer: RequestObserver, tls_config: tls.TlsConfig | None,
                       ) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
     if not opts.rest_api_port:
         return None
@@ -213,22 +237,26 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
     max_body = opts.max_request_size_bytes or MAX_REST_BODY_BYTES
     front = rest_front.RestFront(
         rest_api.RestApi(service, timeout_ms=opts.rest_api_timeout_in_ms), service, core,
-        observability.observer, metrics_path=observability.metrics_path, max_body_bytes=max_body,
+        observer, metrics_path=observability.metrics_path, max_body_bytes=max_body,
         read_length=bool(opts.max_request_size_bytes or opts.access_log_file),
         enable_cors=opts.rest_api_enable_cors_support)
-    ssl_kwargs = tls_config.uvicorn_kwargs() if tls_config and opts.rest_api_enable_ssl else {}
-    config = uvicorn.Config(front, host="0.0.0.0", port=opts.rest_api_port, http="httptools",
-                            lifespan="off", access_log=False, log_level="warning",
-                            interface="asgi3", timeout_graceful_shutdown=int(
-                                opts.shutdown_grace_period_seconds) or None,
-                            **ssl_kwargs)  # type: ignore[arg-type]
-    server = _EmbeddedUvicorn(config)
-    task = asyncio.ensure_future(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
-        await asyncio.sleep(0.01)
+    pem_files: contextlib.AbstractContextManager[dict[str, object]] = (
+        tls_config.uvicorn_kwargs() if tls_config and opts.rest_api_enable_ssl
+        else contextlib.nullcontext({}))
+    with pem_files as ssl_kwargs:
+        config = uvicorn.Config(front, host=opts.bind_address or "0.0.0.0",
+                                port=opts.rest_api_port, http="httptools", lifespan="off",
+                                access_log=False, log_level="warning", interface="asgi3",
+                                timeout_graceful_shutdown=int(
+                                    opts.shutdown_grace_period_seconds) or None,
+                                **ssl_kwargs)  # type: ignore[arg-type]
+        server = _EmbeddedUvicorn(config)
+        task = asyncio.ensure_future(server.serve())
+        while not server.started:  # started: the PEM files were read, they can go
+            if task.done():
+                task.result()
+                raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
+            await asyncio.sleep(0.01)
     return server, task
 
 

@@ -447,7 +447,8 @@ def test_an_invalid_reload_raises_and_keeps_the_running_config(
 # -- readiness ----------------------------------------------------------------------------------
 
 
-def test_a_model_that_fails_to_load_fails_the_reload_and_readiness(tmp_path: Path) -> None:
+def test_a_reload_whose_new_model_fails_to_load_keeps_the_running_config(
+        tmp_path: Path) -> None:
     write_version(tmp_path / "a", 1)
     bad = write_version(tmp_path / "b", 1)
 
@@ -455,16 +456,64 @@ def test_a_model_that_fails_to_load_fails_the_reload_and_readiness(tmp_path: Pat
         async with world() as w:
             w.loader.failing.add(bad)
             await w.core.reload(config(model("a", tmp_path / "a")))
-            assert w.core.is_ready()
             with pytest.raises(errors.ServingError) as raised:
-                await w.core.reload(config(model("a", tmp_path / "a"),
-                                           model("b", tmp_path / "b")))
+                await w.core.reload(config(model("b", tmp_path / "b")))
             assert (raised.value.code, raised.value.message) == (
                 errors.Code.UNKNOWN, f"1 model(s) did not become available: "
                                      f"{{b: cannot load {bad}}}")
-            assert not w.core.is_ready()
+            assert w.core.model_names == ["a"] and w.core.is_ready()
+            assert w.manager.available_versions("a") == [1]
+            assert ("a", 1, State.UNLOADING) not in w.seen.at
+
+    run(main)
+
+
+def test_a_reload_whose_new_base_path_cannot_be_listed_fails_at_once(tmp_path: Path) -> None:
+    write_version(tmp_path / "a", 1)
+
+    async def main() -> None:
+        async with world() as w:
             await w.core.reload(config(model("a", tmp_path / "a")))
-            assert w.core.is_ready()
+            with pytest.raises(errors.ServingError) as raised:
+                await w.core.reload(config(model("a", tmp_path / "a"),
+                                           model("b", tmp_path / "nowhere")))
+            assert raised.value.message == (
+                f"1 model(s) did not become available: {{b: Could not find base path "
+                f"{tmp_path / 'nowhere'} for servable}}")
+            assert w.core.model_names == ["a"]
+
+    run(main)
+
+
+def test_a_reload_that_outlives_its_deadline_is_taken_back(tmp_path: Path) -> None:
+    write_version(tmp_path / "a", 1)
+    (tmp_path / "empty").mkdir()
+
+    async def main() -> None:
+        async with world() as w:
+            await w.core.reload(config(model("a", tmp_path / "a")))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TimeoutError):
+                await w.core.reload(config(model("b", tmp_path / "empty")), timeout_seconds=30)
+            assert asyncio.get_running_loop().time() - started == pytest.approx(30, abs=1)
+            assert w.core.model_names == ["a"] and w.manager.available_versions("a") == [1]
+            await w.core.reload(config(model("a", tmp_path / "a")), timeout_seconds=30)
+
+    run(main)
+
+
+def test_models_that_leave_the_config_unload_only_once_the_new_ones_serve(
+        tmp_path: Path) -> None:
+    write_version(tmp_path / "a", 1)
+    write_version(tmp_path / "b", 1)
+
+    async def main() -> None:
+        async with world() as w:
+            await w.core.reload(config(model("a", tmp_path / "a")))
+            await w.core.reload(config(model("b", tmp_path / "b")))
+            await w.seen.reached("a", 1, State.END)
+            assert w.seen.at["b", 1, State.AVAILABLE] <= w.seen.at["a", 1, State.UNLOADING]
+            assert w.core.model_names == ["b"]
 
     run(main)
 

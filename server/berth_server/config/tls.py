@@ -5,15 +5,17 @@ SSLConfig holds PEM *contents* (not paths): `server_key`, `server_cert`, `custom
 TF Serving does. REST (and so the metrics and health routes) uses it only with
 `--rest_api_enable_ssl`, because TF Serving's REST port is plain HTTP and clients of a drop-in
 replacement must not break; uvicorn needs files, so the PEMs are written to a private temporary
-directory that lives as long as the process.
+directory that is removed once the REST server has read them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import ssl
 import tempfile
+from collections.abc import Iterator
 
 import grpc
 
@@ -35,18 +37,19 @@ class TlsConfig:
             root_certificates=self.custom_ca.encode() or None,
             require_client_auth=self.client_verify)
 
-    def uvicorn_kwargs(self) -> dict[str, object]:
-        """ssl_* arguments for `uvicorn.Config`, with the PEMs written to 0600 files."""
-        directory = tempfile.mkdtemp(prefix="berth-tls-")
-        key = _write(directory, "server.key", self.server_key)
-        kwargs: dict[str, object] = {"ssl_keyfile": key,
-                                     "ssl_certfile": _write(directory, "server.crt",
-                                                            self.server_cert)}
-        if self.custom_ca:
-            kwargs["ssl_ca_certs"] = _write(directory, "ca.crt", self.custom_ca)
-        if self.client_verify:
-            kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        return kwargs
+    @contextlib.contextmanager
+    def uvicorn_kwargs(self) -> Iterator[dict[str, object]]:
+        """ssl_* arguments for `uvicorn.Config`, with the PEMs in 0600 files that are removed
+        when the block ends: start the server inside it (uvicorn reads them once, at start)."""
+        with tempfile.TemporaryDirectory(prefix="berth-tls-") as directory:
+            kwargs: dict[str, object] = {
+                "ssl_keyfile": _write(directory, "server.key", self.server_key),
+                "ssl_certfile": _write(directory, "server.crt", self.server_cert)}
+            if self.custom_ca:
+                kwargs["ssl_ca_certs"] = _write(directory, "ca.crt", self.custom_ca)
+            if self.client_verify:
+                kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+            yield kwargs
 
 
 def read(config_file: str) -> TlsConfig | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
 from tensorflow_serving.config import model_server_config_pb2
@@ -24,9 +25,11 @@ log = logging.getLogger(__name__)
 
 class ServerCore:
     def __init__(self, manager: AspiredVersionsManager, *, file_system_poll_wait_seconds: float,
-                 allow_version_labels_for_unavailable_models: bool) -> None:
+                 allow_version_labels_for_unavailable_models: bool,
+                 incomplete_version_wait_seconds: float = 60.0) -> None:
         self.manager = manager
         self._poll_seconds = file_system_poll_wait_seconds
+        self._settle_seconds = incomplete_version_wait_seconds
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._models: dict[str, model_server_config_pb2.ModelConfig] = {}
         self._labels: dict[str, dict[str, int]] = {}
@@ -36,6 +39,10 @@ class ServerCore:
     @property
     def model_names(self) -> list[str]:
         return list(self._models)
+
+    def has_model(self, name: str) -> bool:
+        """Whether `name` is in the running config (cheap: called once per request)."""
+        return name in self._models
 
     def labels(self, name: str) -> Mapping[str, int]:
         return self._labels.get(name, {})
@@ -49,34 +56,73 @@ class ServerCore:
             raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
         return resolved
 
-    async def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """Replace the running model list; raises ServingError and keeps the old one if invalid."""
-        async with self._reload_lock:
+    async def reload(self, config: model_server_config_pb2.ModelServerConfig, *,
+                     timeout_seconds: float | None = None) -> None:
+        """Replace the running model list, or keep it and raise ServingError.
+
+        The first config (startup) is applied as it comes and waited for. A later one is
+        applied only if it loads: its new models are added beside the running ones, and
+        models that left it are unloaded only once every new model is AVAILABLE. A new model
+        that fails (its base path cannot be listed, its load ends in END) or is not AVAILABLE
+        within `timeout_seconds` (the caller's deadline) is taken back out, and the running
+        config stays as it was.
+        """
+        async with asyncio.timeout(timeout_seconds), self._reload_lock:
             models = {m.name: m for m in model_config.validate(config)}
-            first = not self._configured
-            if not first:
-                self._check_labels(models)
-            new_names = [name for name in models if name not in self._models]
-            for name in self._models.keys() - models.keys():
-                log.info("Model %s left the config; unloading it", name)
-                self.manager.forget_model(name)
-                self._labels.pop(name, None)
-            self._models = dict(models)
-            self._configured = True
-            if not first:
-                self._apply_labels(models)
-            await self.poll_once()
-            labelled = first and any(m.version_labels for m in models.values())
-            failed = await self.manager.wait_settled(new_names if not first else list(models),
-                                                     every_version=labelled)
+            if not self._configured:
+                await self._apply_first(models)
+                return
+            self._check_labels(models)
+            running = self._models
+            new_names = [name for name in models if name not in running]
+            # Models already running take their new config (policy, base path) at once, as in
+            # TF Serving; the manager keeps their versions available through the change.
+            self._models = {**running, **models}
+            try:
+                failed = await self._load_new(new_names)
+            except BaseException:  # the deadline passed, or the caller went away
+                self._take_back(new_names, running)
+                raise
             if failed:
+                self._take_back(new_names, running)
+                await self.poll_once()  # models already running get their old config back
                 details = ", ".join(f"{{{n}: {e.message}}}" for n, e in sorted(failed.items()))
                 raise errors.ServingError(
                     errors.Code.UNKNOWN, f"{len(failed)} model(s) did not become available: "
                                          f"{details}")
-            if first:
-                self._check_labels(models)
-                self._apply_labels(models)
+            for name in running.keys() - models.keys():
+                log.info("Model %s left the config; unloading it", name)
+                self.manager.forget_model(name)
+            self._models = dict(models)
+            self._apply_labels(models)
+
+    async def _apply_first(self, models: dict[str, model_server_config_pb2.ModelConfig]) -> None:
+        self._models = dict(models)
+        self._configured = True
+        await self.poll_once()
+        labelled = any(m.version_labels for m in models.values())
+        failed = await self.manager.wait_settled(list(models), every_version=labelled)
+        if failed:
+            details = ", ".join(f"{{{n}: {e.message}}}" for n, e in sorted(failed.items()))
+            raise errors.ServingError(
+                errors.Code.UNKNOWN, f"{len(failed)} model(s) did not become available: "
+                                     f"{details}")
+        self._check_labels(models)
+        self._apply_labels(models)
+
+    async def _load_new(self, names: list[str]) -> dict[str, errors.ServingError]:
+        """Poll, then wait for the new models; those whose base path fails to list fail now."""
+        unlisted = await self.poll_once()
+        failed = {name: unlisted[name] for name in names if name in unlisted}
+        waiting = [name for name in names if name not in failed]
+        failed.update(await self.manager.wait_settled(waiting) if waiting else {})
+        return failed
+
+    def _take_back(self, new_names: list[str],
+                   running: dict[str, model_server_config_pb2.ModelConfig]) -> None:
+        for name in new_names:
+            self.manager.forget_model(name)
+        self._models = running
 
     def _check_labels(self, models: Mapping[str, model_server_config_pb2.ModelConfig]) -> None:
         for name, model in models.items():
@@ -95,10 +141,13 @@ class ServerCore:
     def _apply_labels(self, models: Mapping[str, model_server_config_pb2.ModelConfig]) -> None:
         self._labels = {name: dict(m.version_labels) for name, m in models.items()}
 
-    async def poll_once(self) -> None:
-        """List every model's versions (off the loop) and hand them to the manager."""
+    async def poll_once(self) -> dict[str, errors.ServingError]:
+        """List every model's versions (off the loop) and hand them to the manager; returns
+        the models whose base path could not be listed."""
         models: list[model_server_config_pb2.ModelConfig] = list(self._models.values())
-        found = await asyncio.get_running_loop().run_in_executor(None, _scan, models)
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, _scan, models, self._settle_seconds)
+        unlisted: dict[str, errors.ServingError] = {}
         for model in models:
             still_configured = self._models.get(model.name) is model
             if not still_configured:
@@ -106,11 +155,13 @@ class ServerCore:
             aspired = found[model.name]
             if isinstance(aspired, errors.ServingError):
                 log.error("%s", aspired.message)
+                unlisted[model.name] = aspired
                 continue
             if not aspired:
                 log.warning("No versions of servable %s found under base path %s", model.name,
                             model.base_path)
             self.manager.set_aspired_versions(model.name, {a.version: a.path for a in aspired})
+        return unlisted
 
     async def poll_forever(self) -> None:
         """Re-scan base paths every file_system_poll_wait_seconds (never when it is <= 0)."""
@@ -128,12 +179,14 @@ class ServerCore:
         return all(self.manager.available_versions(name) for name in self._models)
 
 
-def _scan(models: list[model_server_config_pb2.ModelConfig],
+def _scan(models: list[model_server_config_pb2.ModelConfig], settle_seconds: float,
           ) -> dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError]:
     result: dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError] = {}
+    now = time.time()
     for model in models:
         try:
-            result[model.name] = storage_path_source.aspired_versions(model)
+            result[model.name] = storage_path_source.aspired_versions(
+                model, settle_seconds=settle_seconds, now=now)
         except errors.ServingError as error:
             result[model.name] = error
         except OSError as error:

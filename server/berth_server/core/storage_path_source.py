@@ -67,6 +67,19 @@ def is_complete(version_dir: Path) -> bool:
     return all(f"variables.data-{i:05d}-of-{total:05d}" in names for i in range(total))
 
 
+def last_change(version_dir: Path) -> float:
+    """When anything under a version dir was last created or written (ctime: copy tools
+    preserve mtimes, not ctimes), in `time.time()` seconds."""
+    newest = version_dir.stat().st_ctime
+    for root, dirs, files in os.walk(version_dir):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_ctime)
+            except OSError:
+                continue
+    return newest
+
+
 def fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and mtimes under a version dir: changes when its files are rewritten."""
     entries = []
@@ -81,13 +94,26 @@ def fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(entries))
 
 
-def aspired_versions(model: model_server_config_pb2.ModelConfig) -> list[AspiredVersion]:
-    """The versions `model`'s policy wants served now, highest first."""
+def aspired_versions(model: model_server_config_pb2.ModelConfig, *, settle_seconds: float,
+                     now: float) -> list[AspiredVersion]:
+    """The versions `model`'s policy wants served now, highest first.
+
+    A version that is not a complete SavedModel waits for its copy to finish, but only while
+    its directory keeps changing: after `settle_seconds` without a change it is handed over
+    as it is, so a version that will never be one (a `model.tflite` alone, an old
+    SessionBundle) fails its load as in TF Serving instead of keeping the model waiting.
+    """
     on_disk = numeric_version_dirs(model.base_path)
     complete = {v: p for v, p in on_disk.items() if is_complete(p)}
-    for version in on_disk.keys() - complete.keys():
-        log.info("Version %d of model %s is not completely written yet; waiting", version,
-                 model.name)
+    for version in sorted(on_disk.keys() - complete.keys()):
+        path = on_disk[version]
+        if now - last_change(path) < settle_seconds:
+            log.info("Version %d of model %s is not completely written yet; waiting", version,
+                     model.name)
+            continue
+        log.warning("Version %d of model %s is not a complete SavedModel and has not changed "
+                    "for %g s; loading it as it is", version, model.name, settle_seconds)
+        complete[version] = path
     policy = model.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice == "all":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from berth_server.config import monitoring_config
 from berth_server.observability.access_log import AccessLog
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class Observability:
     metrics: Metrics
-    observer: RequestObserver
     metrics_path: str | None
     access_log: AccessLog | None
 
@@ -35,7 +35,11 @@ class Observability:
                                 sampling_rate=opts.access_log_sampling_rate)
                       if opts.access_log_file else None)
         metrics = Metrics()
-        return cls(metrics, RequestObserver(metrics, access_log), path, access_log)
+        return cls(metrics, path, access_log)
+
+    def request_observer(self, is_served: Callable[[str], bool]) -> RequestObserver:
+        """Where finished requests go; `is_served` says which model names may become labels."""
+        return RequestObserver(self.metrics, self.access_log, is_served=is_served)
 
     def close(self) -> None:
         if self.access_log is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from berth_server import errors
@@ -65,14 +66,21 @@ class RecordSink(Protocol):
 
 
 class RequestObserver:
-    def __init__(self, metrics: Metrics, access_log: RecordSink | None) -> None:
+    """Metrics label a request with its model's name only when that model is configured
+    (`is_served`); any other name counts under "", which no model can have, so clients asking
+    for made-up names cannot grow the metrics without bound."""
+
+    def __init__(self, metrics: Metrics, access_log: RecordSink | None, *,
+                 is_served: Callable[[str], bool]) -> None:
         self.metrics = metrics
         self._access_log = access_log
+        self._is_served = is_served
 
     def finish(self, record: RequestRecord, *, metric_api: str | None = None) -> None:
         """Record a finished request; `metric_api` overrides the API label of the metrics."""
         record.latency_micros = (time.perf_counter() - record.started) * 1e6
-        self.metrics.record_request(record.model_name, _CODE_NAMES[record.code],
+        label = record.model_name if self._is_served(record.model_name) else ""
+        self.metrics.record_request(label, _CODE_NAMES[record.code],
                                     record.api if metric_api is None else metric_api,
                                     record.entrypoint, record.latency_micros)
         if self._access_log is not None:

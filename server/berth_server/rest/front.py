@@ -113,10 +113,10 @@ class RestFront:
             record.code = error.code
             status = 413 if isinstance(error, body.BodyTooLarge) else errors.http_status(error.code)
             return status, json_body.encode_error(error.message), [*_JSON, *self._cors]
-        except Exception as error:  # a bug must cost one request, never the server
+        except Exception:  # a bug must cost one request, never the server
             log.exception("Unexpected error handling %s %s", method, path)
             record.code = errors.Code.INTERNAL
-            return 500, json_body.encode_error(f"Internal error: {error!r}"), [*_JSON, *self._cors]
+            return 500, json_body.encode_error(errors.INTERNAL_MESSAGE), [*_JSON, *self._cors]
 
     def _preflight(self, scope: Scope,
                    record: request_record.RequestRecord) -> tuple[int, bytes, Headers]:

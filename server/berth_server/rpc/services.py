@@ -9,11 +9,14 @@ code, once, in `_abort`.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 from google.protobuf import wrappers_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -30,7 +33,7 @@ from tensorflow_serving.apis import (
 from berth_server import errors
 from berth_server.core import model_status
 from berth_server.core.server_core import ServerCore
-from berth_server.servables import example_inputs, tensor_protos
+from berth_server.servables import example_inputs, inference, tensor_protos
 from berth_server.service.inference_service import (
     Classifications,
     InferenceService,
@@ -39,12 +42,18 @@ from berth_server.service.inference_service import (
 )
 from berth_server.service.model_spec import ModelSpec
 
+log = logging.getLogger(__name__)
+
 _MAX_MESSAGE_CHARS = 1024
 Response = TypeVar("Response")
 
 
 def _abort(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    """Turn a ServingError into the gRPC status TF Serving would send (messages cut at 1024)."""
+    """Turn a ServingError into the gRPC status TF Serving would send (messages cut at 1024).
+
+    Any other exception is a bug: it is logged with its traceback and answered INTERNAL, never
+    with grpc's default `Unexpected <class ...>` text.
+    """
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Response:
@@ -55,6 +64,10 @@ def _abort(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitabl
             if len(message) > _MAX_MESSAGE_CHARS:
                 message = message[:_MAX_MESSAGE_CHARS] + "...TRUNCATED"
             await context.abort(grpc.StatusCode[error.code.name], message)
+            raise  # unreachable: abort raises
+        except Exception:
+            log.exception("Unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, errors.INTERNAL_MESSAGE)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -78,10 +91,15 @@ async def predict(service: InferenceService, request: predict_pb2.PredictRequest
                   timeout_ms: int, *, tensor_content_outputs: bool,
                   ) -> predict_pb2.PredictResponse:
     """Predict on a decoded PredictRequest; shared by unary Predict and the streaming RPC."""
-    result = await service.predict(
-        model_spec(request.model_spec),
-        lambda _: {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()},
-        output_filter=list(request.output_filter), timeout_ms=timeout_ms)
+
+    def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
+        if signature is not None:  # refuse junk inputs before decoding any of them
+            inference.check_aliases(signature, request.inputs.keys())
+        return {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()}
+
+    result = await service.predict(model_spec(request.model_spec), decode,
+                                   output_filter=list(request.output_filter),
+                                   timeout_ms=timeout_ms)
     response = predict_pb2.PredictResponse(model_spec=_response_spec(result))
     for alias, value in result.value.items():
         response.outputs[alias].CopyFrom(
@@ -179,9 +197,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, service: InferenceService, core: ServerCore) -> None:
+    def __init__(self, service: InferenceService, core: ServerCore, *,
+                 enable_reload: bool) -> None:
         self._service = service
         self._core = core
+        self._enable_reload = enable_reload
 
     @_abort
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
@@ -196,17 +216,25 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
                                         context: grpc.aio.ServicerContext,
                                         ) -> model_management_pb2.ReloadConfigResponse:
+        if not self._enable_reload:
+            raise errors.unimplemented("HandleReloadConfigRequest is turned off on this server "
+                                       "(--enable_reload_config_rpc=false)")
         if request.config.WhichOneof("config") != "model_config_list":
             kind = request.config.WhichOneof("config")
             raise errors.invalid_argument(f"ServerCore config changes of type {kind} is not "
                                           "supported; only model_config_list is")
-        await self._core.reload(request.config)
+        try:
+            await self._core.reload(request.config, timeout_seconds=context.time_remaining())
+        except TimeoutError:
+            raise errors.ServingError(
+                errors.Code.DEADLINE_EXCEEDED, "The new models did not become available before "
+                "the call's deadline; the running config is kept") from None
         return model_management_pb2.ReloadConfigResponse(status=model_status.status_proto(None))
 
 
 def add_services(server: grpc.aio.Server, service: InferenceService, core: ServerCore, *,
-                 tensor_content_outputs: bool) -> None:
+                 tensor_content_outputs: bool, enable_reload: bool) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(service, tensor_content_outputs=tensor_content_outputs), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service, core),
-                                                              server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(service, core, enable_reload=enable_reload), server)

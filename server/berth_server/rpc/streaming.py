@@ -82,9 +82,9 @@ class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceSe
                                               tensor_content_outputs=self._tensor_content)
         except errors.ServingError as error:
             return _error(index, error.code, error.message)
-        except Exception as error:  # a bug must fail this request, not the stream
+        except Exception:  # a bug must fail this request, not the stream
             log.exception("Streaming request %d failed", index)
-            return _error(index, errors.Code.INTERNAL, f"Internal error: {error!r}")
+            return _error(index, errors.Code.INTERNAL, errors.INTERNAL_MESSAGE)
         return streaming_pb2.StreamPredictResponse(index=index, predict_response=response)
 
 

@@ -8,7 +8,7 @@ the outputs here. So behaviour and error texts are identical on every path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -51,15 +51,25 @@ def plan_predict(key: str, signature: meta_graph_pb2.SignatureDef | None,
     return Plan(key, inputs, _output_aliases(signature, output_filter))
 
 
-def _check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]) -> None:
-    """Every signature input present, none extra, each of the signature's dtype."""
-    sent, expected = set(inputs), set(signature.inputs)
+def check_aliases(signature: meta_graph_pb2.SignatureDef, sent: Collection[str]) -> None:
+    """Every signature input sent (or given a default by the signature), none extra.
+
+    Cheap, so a transport calls it before decoding a single tensor: junk inputs beside the
+    real ones cost nothing to refuse.
+    """
+    sent = set(sent) | {alias for alias in signature.defaults if alias in signature.inputs}
+    expected = set(signature.inputs)
     if sent != expected:
         extra, missing = sorted(sent - expected), sorted(expected - sent)
         raise errors.invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
             f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+
+
+def _check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]) -> None:
+    """Every signature input present, none extra, each of the signature's dtype."""
+    check_aliases(signature, inputs.keys())
     for index, (alias, info) in enumerate(sorted(signature.inputs.items())):
         want = tf.dtypes.as_dtype(info.dtype)
         got = inputs[alias].dtype

@@ -65,8 +65,8 @@ class SavedModel:
             output_keys: Sequence[str]) -> Outputs:
         """Run a signature on inputs keyed by alias; returns outputs keyed by alias."""
         input_keys = tuple(inputs)
-        fn = self._callable(signature_name, input_keys, tuple(output_keys))
-        try:
+        try:  # building the callable can fail as running it can (an init-op signature, say)
+            fn = self._callable(signature_name, input_keys, tuple(output_keys))
             values = fn(*(inputs[k] for k in input_keys))
         except tf.errors.OpError as error:
             raise tf_error(error) from None

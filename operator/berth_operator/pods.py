@@ -24,6 +24,8 @@ def server_args(md: spec.ModelDeploymentSpec) -> list[str]:
         f"--rest_api_port={naming.REST_PORT}",
         f"--model_config_file={naming.MODELS_CONFIG_FILE}",
         f"--model_config_file_poll_wait_seconds={md.server.config_poll_seconds}",
+        # The ConfigMap is the pod's model list; nobody who reaches the gRPC port may swap it.
+        "--enable_reload_config_rpc=false",
     ]
     if md.batching is not None:
         args += ["--enable_batching", f"--batching_parameters_file={naming.BATCHING_CONFIG_FILE}"]

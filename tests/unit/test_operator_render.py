@@ -56,6 +56,7 @@ def test_server_runs_with_tf_serving_flags_and_probes_the_model_version() -> Non
         "--rest_api_port=8501",
         "--model_config_file=/etc/berth/models.config",
         "--model_config_file_poll_wait_seconds=30",
+        "--enable_reload_config_rpc=false",
         "--enable_batching",
         "--batching_parameters_file=/etc/berth/batching.config",
     ]

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import looptime
 import pytest
+from fake_time import quiesce, run
 
 from berth_server import errors
 from berth_server.core.aspired_versions_manager import AspiredVersionsManager
@@ -141,23 +140,6 @@ async def world(*, max_load_retries: int = 0) -> AsyncIterator[World]:
         await manager.close()
         await quiesce()
         await asyncio.to_thread(executor.shutdown)
-
-
-def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `test` on a fake-time loop; an error left in a background task fails it."""
-    errors_left: list[dict[str, Any]] = []
-    # idle_timeout: a test waiting for something that never comes fails (in real seconds).
-    with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0, idle_timeout=10),
-                        ) as runner:
-        runner.get_loop().set_exception_handler(lambda _, context: errors_left.append(context))
-        runner.run(test())
-    assert not errors_left, errors_left
-
-
-async def quiesce() -> None:
-    """Wait until every task the manager started (loads, retries, unloads) has finished."""
-    while others := {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}:
-        await asyncio.wait(others)
 
 
 def paths(*versions: int) -> dict[int, Path]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import looptime
 import pytest
+from fake_time import quiesce, run
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -94,22 +93,6 @@ async def world(*, allow_unavailable_labels: bool = False,
         await manager.close()
         await quiesce()
         await asyncio.to_thread(executor.shutdown)
-
-
-def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `test` on a fake-time loop; an error left in a background task fails it."""
-    errors_left: list[dict[str, Any]] = []
-    with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0, idle_timeout=10),
-                        ) as runner:
-        runner.get_loop().set_exception_handler(lambda _, context: errors_left.append(context))
-        runner.run(test())
-    assert not errors_left, errors_left
-
-
-async def quiesce() -> None:
-    """Wait until every task the manager started (loads, unloads) has finished."""
-    while others := {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}:
-        await asyncio.wait(others)
 
 
 def write_version(base: Path, version: int | str, files: dict[str, bytes] | None = None) -> Path:

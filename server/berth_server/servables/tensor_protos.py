@@ -32,6 +32,15 @@ _TYPED_FIELD: dict[int, str] = {
     types_pb2.DT_STRING: "string_val",
 }
 
+# Typed fields that hold a dtype's bits as another number type: half and bfloat16 as their
+# 16 bits in half_val, complex numbers as (real, imaginary) pairs.
+_BIT_FIELDS: dict[int, tuple[str, type[np.generic]]] = {
+    types_pb2.DT_HALF: ("half_val", np.uint16),
+    types_pb2.DT_BFLOAT16: ("half_val", np.uint16),
+    types_pb2.DT_COMPLEX64: ("scomplex_val", np.float32),
+    types_pb2.DT_COMPLEX128: ("dcomplex_val", np.float64),
+}
+
 
 # Fixed-width dtypes whose `tensor_content` numpy reads directly (little-endian, as TF writes it).
 _CONTENT_DTYPES: dict[int, np.dtype] = {
@@ -52,6 +61,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode a request tensor; a malformed one is INVALID_ARGUMENT, never a crash."""
     if proto.dtype == types_pb2.DT_INVALID:
         raise errors.invalid_argument("tensor has an invalid dtype (DT_INVALID)")
+    if proto.tensor_shape.unknown_rank:  # TensorFlow's Tensor::FromProto refuses these too
+        raise errors.invalid_argument("Unable to parse tensor proto: a tensor must have a known "
+                                      "rank")
     fast = _from_content(proto)
     if fast is not None:
         return fast
@@ -106,11 +118,16 @@ def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb
     dtype = tf.as_dtype(array.dtype).as_datatype_enum
     proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(array.shape))
     field = _TYPED_FIELD.get(dtype)
-    if field is None or (as_tensor_content and dtype != types_pb2.DT_STRING):
+    bits = _BIT_FIELDS.get(dtype)
+    if (field is None and bits is None) or (as_tensor_content and dtype != types_pb2.DT_STRING):
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
     elif dtype == types_pb2.DT_STRING:
         proto.string_val.extend(array.ravel().tolist())
-    else:
+    elif bits is not None:
+        bits_field, view = bits
+        getattr(proto, bits_field).extend(
+            np.ascontiguousarray(array).ravel().view(view).tolist())
+    elif field is not None:
         getattr(proto, field).extend(array.ravel().tolist())
     return proto
 

@@ -87,17 +87,40 @@ def test_request_count_and_latency_move_for_rest_and_grpc(server: ServerProcess)
 
 
 def test_failed_requests_are_counted_by_status_but_not_timed(server: ServerProcess) -> None:
+    def failures() -> float:
+        return value(scrape(server), ":tensorflow:serving:request_count",
+                     model_name="half_plus_three", status="INVALID_ARGUMENT")
+
+    before = failures()
+    assert post(server.rest_port, "/v1/models/half_plus_three:predict",
+                {"instances": "not a list"}).status == 400
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_three"  # and no inputs
+    with pytest.raises(grpc.RpcError):
+        server.predict.Predict(request, timeout=30)
+    # grpc.aio puts an aborted call's status on the wire before the handler's `finally` runs,
+    # so the count may trail the client's error by a moment.
+    waiting.wait_for(failures, until=lambda count: count == before + 2, timeout_seconds=60,
+                     interval_seconds=0.05, message="both failures in request_count")
+    samples = scrape(server)
+    assert value(samples, ":tensorflow:serving:request_latency_count",
+                 model_name="half_plus_three") == 0
+
+
+def test_requests_for_models_not_served_count_under_no_name(server: ServerProcess) -> None:
+    """A made-up model name never becomes a label: clients cannot grow the metrics."""
+
+    def unknown() -> float:
+        return value(scrape(server), ":tensorflow:serving:request_count", model_name="",
+                     status="NOT_FOUND")
+
+    before = unknown()
     assert post(server.rest_port, "/v1/models/missing:predict", {"instances": [1]}).status == 404
     with pytest.raises(grpc.RpcError):
         grpc_predict(server, "missing")
-    # grpc.aio puts an aborted call's status on the wire before the handler's `finally` runs,
-    # so the count may trail the client's error by a moment.
-    waiting.wait_for(lambda: value(scrape(server), ":tensorflow:serving:request_count",
-                                   model_name="missing", status="NOT_FOUND"),
-                     until=lambda count: count == 2, timeout_seconds=60, interval_seconds=0.05,
-                     message="both failures in request_count")
-    samples = scrape(server)
-    assert value(samples, ":tensorflow:serving:request_latency_count", model_name="missing") == 0
+    waiting.wait_for(unknown, until=lambda count: count == before + 2, timeout_seconds=60,
+                     interval_seconds=0.05, message="both failures under model_name=\"\"")
+    assert "missing" not in get(server.rest_port, METRICS_PATH).body.decode()
 
 
 def test_latency_histogram_has_tf_servings_buckets(server: ServerProcess) -> None:

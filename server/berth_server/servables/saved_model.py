@@ -6,11 +6,21 @@ and runs a signature through a cached callable made from CallableOptions, which 
 per-call feed and fetch parsing of `Session.run` and, like TF Serving's C++ session, does not
 check fed shapes against the static shapes of placeholders (a half_plus_two `x` of shape
 [-1,1] takes `[1.0, 2.0, 5.0]`). See the README for the measured costs of the alternatives.
+
+Some TF2 exports keep variables the session loader cannot restore: a Keras 3 model held by a
+plain `tf.Module` and saved with `tf.saved_model.save` tracks them only through the object
+graph, so after the session restore the signatures read variables that were never set (TF
+Serving then fails every request with `Could not find variable ...`, tensorflow/serving#2250).
+Such a version is detected at load, by asking the session whether every resource variable is
+initialised, and served with TensorFlow's object loader instead: the same signatures, slower
+per call (the README has the numbers), TensorFlow's global thread pools.
+
 Thread-safety: `run` may be called from many threads at once; `close` only once nothing runs.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +31,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 
 from berth_server import errors
+
+log = logging.getLogger(__name__)
 
 Outputs = dict[str, np.ndarray]
 
@@ -60,10 +72,47 @@ class SavedModel:
         self.signatures = dict(self.meta_graph.signature_def)
         self._callables: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Callable[..., Any]] = {}
         self._callables_lock = threading.Lock()
+        self._object_graph: Any = None
+        unset = self._uninitialized_variables()
+        if unset:
+            log.warning("%s: %d variables were not restored by the session loader (e.g. %s); "
+                        "serving this version with TensorFlow's object loader", path,
+                        len(unset), unset[0])
+            self._session.close()
+            self._object_graph = tf.saved_model.load(str(path), tags=list(tags))
+
+    def _uninitialized_variables(self) -> list[str]:
+        """Resource variables that a signature reads and the restore left unset."""
+        handles = self._variables_read()
+        if not handles:
+            return []
+        with self._graph.as_default():
+            checks = [tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0]) for op in handles]
+        done = self._session.run(checks)
+        return [op.get_attr("shared_name").decode() or op.name
+                for op, initialized in zip(handles, done, strict=True) if not initialized]
+
+    def _variables_read(self) -> list[tf.Operation]:
+        """The VarHandleOps the signatures' outputs depend on (an export may hold others)."""
+        elements = [self._graph.as_graph_element(info.name)  # an init op's output is an op
+                    for signature in self.signatures.values()
+                    for info in signature.outputs.values()]
+        pending = [getattr(element, "op", element) for element in elements]
+        seen: set[tf.Operation] = set()
+        while pending:
+            op = pending.pop()
+            if op in seen:
+                continue
+            seen.add(op)
+            pending.extend(tensor.op for tensor in op.inputs)
+            pending.extend(op.control_inputs)
+        return sorted((op for op in seen if op.type == "VarHandleOp"), key=lambda op: op.name)
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
             output_keys: Sequence[str]) -> Outputs:
         """Run a signature on inputs keyed by alias; returns outputs keyed by alias."""
+        if self._object_graph is not None:
+            return self._run_object_graph(signature_name, inputs, output_keys)
         input_keys = tuple(inputs)
         try:  # building the callable can fail as running it can (an init-op signature, say)
             fn = self._callable(signature_name, input_keys, tuple(output_keys))
@@ -86,5 +135,17 @@ class SavedModel:
                 self._callables[key] = fn
         return fn
 
+    def _run_object_graph(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                          output_keys: Sequence[str]) -> Outputs:
+        function = self._object_graph.signatures[signature_name]
+        try:
+            results = function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+        except tf.errors.OpError as error:
+            raise tf_error(error) from None
+        except (TypeError, ValueError) as error:  # inputs that do not fit the input signature
+            raise errors.invalid_argument(str(error)) from None
+        return {key: results[key].numpy() for key in output_keys}
+
     def close(self) -> None:
         self._session.close()
+        self._object_graph = None

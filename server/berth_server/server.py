@@ -37,7 +37,7 @@ from berth_server.rest import front as rest_front
 from berth_server.rpc import interceptor as rpc_interceptor
 from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
-from berth_server.servables import saved_model, warmup
+from berth_server.servables import saved_model, tensor_protos, warmup
 from berth_server.service import admission, runners, runtime_metrics
 from berth_server.service.inference_service import InferenceService
 
@@ -203,9 +203,12 @@ async def _start_grpc(opts: ServerOptions, service: InferenceService,
     server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
         rpc_interceptor.RecordingInterceptor(observer)])
     tensor_content = opts.enable_serialization_as_tensor_content
+    # A typed-field fill may grow a tensor to what a request could carry, no further.
+    max_fill = opts.max_request_size_bytes or tensor_protos.MAX_FILLED_BYTES
     rpc_services.add_services(server, service, core, tensor_content_outputs=tensor_content,
-                              enable_reload=opts.enable_reload_config_rpc)
-    rpc_streaming.add_service(server, service, tensor_content_outputs=tensor_content)
+                              max_fill_bytes=max_fill, enable_reload=opts.enable_reload_config_rpc)
+    rpc_streaming.add_service(server, service, tensor_content_outputs=tensor_content,
+                              max_fill_bytes=max_fill)
     if opts.enable_grpc_healthcheck_service:
         from berth_server.rpc import health as rpc_health
 

@@ -65,6 +65,31 @@ def test_junk_inputs_beside_a_valid_one_are_refused_before_any_is_decoded(
     assert caught.value.details().startswith("input size does not match signature: 5!=1")
 
 
+def test_a_fill_may_grow_a_tensor_only_to_the_request_size_limit(
+        exported_models: Path, start_server: Callable[..., ServerProcess]) -> None:
+    """With --max_request_size_bytes, a few typed values cannot ask for more than a request
+    carrying every value could hold."""
+    server = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
+                          "--model_name=half_plus_two", f"--max_request_size_bytes={1 << 20}")
+
+    def filled(rows: int) -> predict_pb2.PredictRequest:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "half_plus_two"
+        x = request.inputs["x"]
+        x.dtype = tf.float32.as_datatype_enum
+        x.tensor_shape.dim.add(size=rows)
+        x.tensor_shape.dim.add(size=1)
+        x.float_val.append(2.0)
+        return request
+
+    with pytest.raises(grpc.RpcError) as caught:
+        server.predict.Predict(filled(1 << 20), timeout=30)  # 4 MiB from a 30-byte request
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"a tensor over {1 << 20} bytes must carry its values" in caught.value.details()
+    answer = server.predict.Predict(filled(1000), timeout=30)
+    assert list(answer.outputs["y"].float_val) == [3.0] * 1000
+
+
 def test_an_error_about_a_10_mb_body_quotes_a_kilobyte_of_it(shared_server: ServerProcess) -> None:
     body = orjson.dumps({"signature_name": 1, "instances": [[1.0]] * 1_000_000})
     reply = post(shared_server.rest_port, f"{HPT}:predict", body)

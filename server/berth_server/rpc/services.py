@@ -89,13 +89,15 @@ def remaining_ms(context: grpc.aio.ServicerContext) -> int:
 
 async def predict(service: InferenceService, request: predict_pb2.PredictRequest,
                   timeout_ms: int, *, tensor_content_outputs: bool,
+                  max_fill_bytes: int = tensor_protos.MAX_FILLED_BYTES,
                   ) -> predict_pb2.PredictResponse:
     """Predict on a decoded PredictRequest; shared by unary Predict and the streaming RPC."""
 
     def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
         if signature is not None:  # refuse junk inputs before decoding any of them
             inference.check_aliases(signature, request.inputs.keys())
-        return {k: tensor_protos.to_ndarray(v) for k, v in request.inputs.items()}
+        return {k: tensor_protos.to_ndarray(v, max_fill_bytes=max_fill_bytes)
+                for k, v in request.inputs.items()}
 
     result = await service.predict(model_spec(request.model_spec), decode,
                                    output_filter=list(request.output_filter),
@@ -126,15 +128,18 @@ def _regression(value: Regressions) -> regression_pb2.RegressionResult:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, service: InferenceService, *, tensor_content_outputs: bool) -> None:
+    def __init__(self, service: InferenceService, *, tensor_content_outputs: bool,
+                 max_fill_bytes: int) -> None:
         self._service = service
         self._tensor_content = tensor_content_outputs
+        self._max_fill_bytes = max_fill_bytes
 
     @_abort
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         return await predict(self._service, request, remaining_ms(context),
-                             tensor_content_outputs=self._tensor_content)
+                             tensor_content_outputs=self._tensor_content,
+                             max_fill_bytes=self._max_fill_bytes)
 
     @_abort
     async def Classify(self, request: classification_pb2.ClassificationRequest,
@@ -233,8 +238,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def add_services(server: grpc.aio.Server, service: InferenceService, core: ServerCore, *,
-                 tensor_content_outputs: bool, enable_reload: bool) -> None:
+                 tensor_content_outputs: bool, max_fill_bytes: int, enable_reload: bool) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(service, tensor_content_outputs=tensor_content_outputs), server)
+        PredictionService(service, tensor_content_outputs=tensor_content_outputs,
+                          max_fill_bytes=max_fill_bytes), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(service, core, enable_reload=enable_reload), server)

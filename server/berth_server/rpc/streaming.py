@@ -22,6 +22,7 @@ from tensorflow_serving.apis import predict_pb2
 from berth_server import errors
 from berth_server.protos import streaming_pb2, streaming_pb2_grpc
 from berth_server.rpc import services
+from berth_server.servables import tensor_protos
 from berth_server.service.inference_service import InferenceService
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,11 @@ _Answer = asyncio.Future[streaming_pb2.StreamPredictResponse]
 
 class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceServicer):
     def __init__(self, service: InferenceService, *, tensor_content_outputs: bool,
+                 max_fill_bytes: int = tensor_protos.MAX_FILLED_BYTES,
                  max_in_flight: int = MAX_IN_FLIGHT_PER_STREAM) -> None:
         self._service = service
         self._tensor_content = tensor_content_outputs
+        self._max_fill_bytes = max_fill_bytes
         self._max_in_flight = max(1, max_in_flight)
 
     async def PredictStream(self, request_iterator: AsyncIterator[predict_pb2.PredictRequest],
@@ -79,7 +82,8 @@ class StreamingPredictionService(streaming_pb2_grpc.StreamingPredictionServiceSe
         try:
             response = await services.predict(self._service, request,
                                               services.remaining_ms(context),
-                                              tensor_content_outputs=self._tensor_content)
+                                              tensor_content_outputs=self._tensor_content,
+                                              max_fill_bytes=self._max_fill_bytes)
         except errors.ServingError as error:
             return _error(index, error.code, error.message)
         except Exception:  # a bug must fail this request, not the stream
@@ -96,7 +100,8 @@ def _error(index: int, code: errors.Code, message: str) -> streaming_pb2.StreamP
 
 
 def add_service(server: grpc.aio.Server, service: InferenceService, *,
-                tensor_content_outputs: bool) -> None:
+                tensor_content_outputs: bool,
+                max_fill_bytes: int = tensor_protos.MAX_FILLED_BYTES) -> None:
     streaming_pb2_grpc.add_StreamingPredictionServiceServicer_to_server(
-        StreamingPredictionService(service, tensor_content_outputs=tensor_content_outputs),
-        server)
+        StreamingPredictionService(service, tensor_content_outputs=tensor_content_outputs,
+                                   max_fill_bytes=max_fill_bytes), server)

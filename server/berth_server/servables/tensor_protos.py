@@ -53,11 +53,13 @@ _CONTENT_DTYPES: dict[int, np.dtype] = {
 }
 
 # TF fills a tensor whose typed values are fewer than its shape (zeros, or the last value
-# repeated): a few bytes on the wire could ask for terabytes. Past this size it must be sent.
+# repeated): a few bytes on the wire could ask for terabytes. A fill may grow a tensor only to
+# the size a request could carry (--max_request_size_bytes), and to this without a limit.
 MAX_FILLED_BYTES = 1 << 28
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def to_ndarray(proto: tensor_pb2.TensorProto, *,
+               max_fill_bytes: int = MAX_FILLED_BYTES) -> np.ndarray:
     """Decode a request tensor; a malformed one is INVALID_ARGUMENT, never a crash."""
     if proto.dtype == types_pb2.DT_INVALID:
         raise errors.invalid_argument("tensor has an invalid dtype (DT_INVALID)")
@@ -67,7 +69,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     fast = _from_content(proto)
     if fast is not None:
         return fast
-    _check_fill(proto)
+    _check_fill(proto, max_fill_bytes)
     try:
         return tf.make_ndarray(proto)
     except MemoryError:
@@ -90,7 +92,7 @@ def _from_content(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
     return values.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
-def _check_fill(proto: tensor_pb2.TensorProto) -> None:
+def _check_fill(proto: tensor_pb2.TensorProto, max_fill_bytes: int) -> None:
     if proto.tensor_content or proto.tensor_shape.unknown_rank:
         return  # content must match the shape exactly; make_ndarray checks it
     elements = 1
@@ -106,10 +108,10 @@ def _check_fill(proto: tensor_pb2.TensorProto) -> None:
         item_bytes = tf.as_dtype(proto.dtype).size if proto.dtype != types_pb2.DT_STRING else 8
     except TypeError:
         item_bytes = 8
-    if elements > sent and elements * item_bytes > MAX_FILLED_BYTES:
+    if elements > sent and elements * item_bytes > max_fill_bytes:
         raise errors.invalid_argument(
             f"Unable to parse tensor proto: shape {[d.size for d in proto.tensor_shape.dim]} "
-            f"needs {elements} values but {sent} were sent; a tensor over {MAX_FILLED_BYTES} "
+            f"needs {elements} values but {sent} were sent; a tensor over {max_fill_bytes} "
             "bytes must carry its values")
 
 

@@ -13,6 +13,17 @@ from typing import Any
 
 import looptime
 
+HOUR = 3600.0
+
+
+async def until(condition: Callable[[], object], *, steps: int = 1000) -> None:
+    """Let the loop run until `condition()` holds; fails after `steps` loop steps (no clock)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not true after {steps} loop steps")
+
 
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run `test` on a fake-time loop; an error left in a background task fails it."""

@@ -95,7 +95,8 @@ def test_admission_refuses_beyond_the_limit_at_once() -> None:
         plan = inference.Plan("serving_default", {}, [])
         held = [asyncio.ensure_future(runner(FakeLease(), plan, 0))  # type: ignore[arg-type]
                 for _ in range(2)]
-        await asyncio.sleep(0)
+        while runner.inflight < 2:  # both admitted and waiting in the model
+            await asyncio.sleep(0)
         with pytest.raises(errors.ServingError) as caught:
             await runner(FakeLease(), plan, 0)  # type: ignore[arg-type]
         assert caught.value.code == errors.Code.UNAVAILABLE

@@ -18,14 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from fake_time import quiesce, run
+from fake_time import HOUR, quiesce, run
 
 from berth_server import errors
 from berth_server.core.aspired_versions_manager import AspiredVersionsManager
 from berth_server.core.servable_state import ServableId, State
 
 RETRY_SECONDS = 60.0
-HOUR = 3600.0
 THREAD_WAIT_SECONDS = 30.0  # a held load that is never released fails instead of hanging
 
 
@@ -555,11 +554,12 @@ def test_wait_settled_for_every_version_waits_for_lower_versions_too() -> None:
             assert w.manager.statuses("m")[0].state == State.LOADING
 
             every = asyncio.ensure_future(w.manager.wait_settled(["m"], every_version=True))
-            await asyncio.sleep(0)  # its first step runs before this one resumes
-            assert not every.done()
+            available_when_settled: list[list[int]] = []
+            every.add_done_callback(
+                lambda _: available_when_settled.append(w.manager.available_versions("m")))
             w.loader.release(1)
             assert await every == {}
-            assert w.manager.available_versions("m") == [1, 2]
+            assert available_when_settled == [[1, 2]]  # it returned only once 1 had loaded
 
     run(main)
 

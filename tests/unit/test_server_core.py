@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from fake_time import quiesce, run
+from fake_time import HOUR, quiesce, run, until
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -20,8 +20,6 @@ from berth_server import errors
 from berth_server.core.aspired_versions_manager import AspiredVersionsManager
 from berth_server.core.servable_state import ServableId, State
 from berth_server.core.server_core import ServerCore
-
-HOUR = 3600.0
 
 
 class FakeServable:
@@ -221,8 +219,8 @@ def test_polling_is_off_when_the_interval_is_zero() -> None:
     async def main() -> None:
         async with world(poll_seconds=0) as w:
             polling = asyncio.ensure_future(w.core.poll_forever())
-            await asyncio.sleep(0)  # its first step runs before this one resumes
-            assert polling.done()
+            done, _ = await asyncio.wait({polling}, timeout=HOUR)
+            assert done  # it returned at once, without polling
 
     run(main)
 
@@ -507,7 +505,7 @@ def test_a_model_is_ready_once_its_first_version_is_available(tmp_path: Path) ->
     async def main() -> None:
         async with world() as w:
             reload = asyncio.ensure_future(w.core.reload(config(model("m", tmp_path))))
-            await asyncio.sleep(0)  # the reload's first step runs before this one resumes
+            await until(lambda: w.core.has_model("m"))  # configured, still loading
             assert not w.core.is_ready()
             await reload
             assert w.core.is_ready()

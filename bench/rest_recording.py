@@ -18,6 +18,7 @@ from typing import Any
 
 from berth_server.observability import metrics, request_record
 from berth_server.observability.access_log import AccessLog
+from berth_server.rest.body import BodyBudget
 from berth_server.rest.front import RestFront
 
 CALLS = 20_000
@@ -61,8 +62,8 @@ def _front(access_log: AccessLog | None) -> RestFront:
     observer = request_record.RequestObserver(metrics.Metrics(), access_log,
                                               is_served={"m"}.__contains__)
     return RestFront(_ConstantApi(), None, _NoModels(), observer,  # type: ignore[arg-type]
-                     metrics_path=None, max_body_bytes=1 << 30, read_length=False,
-                     enable_cors=False)
+                     metrics_path=None, max_body_bytes=1 << 30,
+                     body_budget=BodyBudget(1 << 30), read_length=False, enable_cors=False)
 
 
 async def _measure(log_path: Path) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,12 @@ from berth_server.observability import log_format
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_POSITIVE = ("rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_header_count",
+             "rest_api_header_timeout_seconds", "rest_api_body_timeout_seconds",
+             "rest_api_max_body_bytes_in_flight")
 
 
 class UsageError(Exception):
@@ -36,6 +43,8 @@ def _convert(name: str, kind: type, text: str) -> object:
         if lowered in _FALSE:
             return False
         raise UsageError(f"Illegal value '{text}' specified for bool flag '{name}'")
+    if kind is int and not _INTEGER.fullmatch(text.strip()):  # int() also takes "1_000"
+        raise UsageError(f"Illegal value '{text}' specified for int flag '{name}'")
     try:
         return kind(text)
     except ValueError:
@@ -108,6 +117,9 @@ def validate(opts: options.ServerOptions) -> None:
         raise UsageError("--max_request_size_bytes and --max_inflight_requests must be >= 0")
     if opts.rest_api_enable_ssl and not opts.ssl_config_file:
         raise UsageError("--rest_api_enable_ssl needs --ssl_config_file")
+    for name in _POSITIVE:
+        if getattr(opts, name) <= 0:
+            raise UsageError(f"--{name} must be > 0")
 
 
 def usage() -> str:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 
 
 def _default_num_threads() -> int:
     return 4 * (os.cpu_count() or 1)
+
+
+def _default_max_connections() -> int:
+    """10,000, or half the open-file limit where that is lower (gRPC and models need files)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(10_000, soft // 2) if soft > 0 else 10_000
 
 
 @dataclasses.dataclass
@@ -75,6 +82,13 @@ class ServerOptions:
     incomplete_version_wait_seconds: float = 60.0  # an unchanging half-written version loads then
     enable_reload_config_rpc: bool = True  # HandleReloadConfigRequest; off: config by file only
     rest_api_enable_ssl: bool = False  # serve REST over TLS with --ssl_config_file
+    # What the REST port holds at once (README "Hardening").
+    rest_api_max_connections: int = dataclasses.field(default_factory=_default_max_connections)
+    rest_api_max_header_bytes: int = 64 << 10  # request line and headers; more is 431
+    rest_api_max_header_count: int = 100
+    rest_api_header_timeout_seconds: float = 60.0  # headers not complete by then: 408
+    rest_api_body_timeout_seconds: float = 300.0  # body not complete this long after headers: 408
+    rest_api_max_body_bytes_in_flight: int = 1 << 30  # all bodies at once; one alone may pass it
     shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
 
     @property

@@ -33,6 +33,8 @@ from berth_server.observability.parts import Observability
 from berth_server.observability.request_record import RequestObserver
 from berth_server.options import ServerOptions
 from berth_server.rest import api as rest_api
+from berth_server.rest import body as rest_body
+from berth_server.rest import connections as rest_connections
 from berth_server.rest import front as rest_front
 from berth_server.rpc import interceptor as rpc_interceptor
 from berth_server.rpc import services as rpc_services
@@ -241,6 +243,7 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
     front = rest_front.RestFront(
         rest_api.RestApi(service, timeout_ms=opts.rest_api_timeout_in_ms), service, core,
         observer, metrics_path=observability.metrics_path, max_body_bytes=max_body,
+        body_budget=rest_body.BodyBudget(opts.rest_api_max_body_bytes_in_flight),
         read_length=bool(opts.max_request_size_bytes or opts.access_log_file),
         enable_cors=opts.rest_api_enable_cors_support)
     pem_files: contextlib.AbstractContextManager[dict[str, object]] = (
@@ -248,7 +251,8 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
         else contextlib.nullcontext({}))
     with pem_files as ssl_kwargs:
         config = uvicorn.Config(front, host=opts.bind_address or "0.0.0.0",
-                                port=opts.rest_api_port, http="httptools", lifespan="off",
+                                port=opts.rest_api_port, http=_rest_protocol(opts),
+                                ws="none", lifespan="off",
                                 access_log=False, log_level="warning", interface="asgi3",
                                 timeout_graceful_shutdown=int(
                                     opts.shutdown_grace_period_seconds) or None,
@@ -261,6 +265,15 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
                 raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
             await asyncio.sleep(0.01)
     return server, task
+
+
+def _rest_protocol(opts: ServerOptions) -> type[asyncio.Protocol]:
+    return rest_connections.protocol_class(rest_connections.ConnectionLimits(
+        max_connections=opts.rest_api_max_connections,
+        max_header_bytes=opts.rest_api_max_header_bytes,
+        max_header_count=opts.rest_api_max_header_count,
+        header_timeout_seconds=opts.rest_api_header_timeout_seconds,
+        body_timeout_seconds=opts.rest_api_body_timeout_seconds))
 
 
 async def _poll_config_file(core: server_core.ServerCore, opts: ServerOptions) -> None:

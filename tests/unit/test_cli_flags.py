@@ -96,6 +96,7 @@ def test_without_flags_every_option_has_tensorflow_model_servers_default() -> No
     (["--port=eighty"], "Illegal value 'eighty' specified for int flag 'port'"),
     (["--port="], "Illegal value '' specified for int flag 'port'"),
     (["--port=8500.0"], "Illegal value '8500.0' specified for int flag 'port'"),
+    (["--port=8_500"], "Illegal value '8_500' specified for int flag 'port'"),
     (["--per_process_gpu_memory_fraction=half"],
      "Illegal value 'half' specified for float flag 'per_process_gpu_memory_fraction'"),
     (["--enable_batching=maybe"],
@@ -193,6 +194,10 @@ def test_a_sound_configuration_passes_the_startup_checks(changes: dict[str, Any]
     ({"max_inflight_requests": -1},
      "--max_request_size_bytes and --max_inflight_requests must be >= 0"),
     ({"rest_api_enable_ssl": True}, "--rest_api_enable_ssl needs --ssl_config_file"),
+    ({"rest_api_max_connections": 0}, "--rest_api_max_connections must be > 0"),
+    ({"rest_api_header_timeout_seconds": 0.0}, "--rest_api_header_timeout_seconds must be > 0"),
+    ({"rest_api_max_body_bytes_in_flight": -1},
+     "--rest_api_max_body_bytes_in_flight must be > 0"),
 ])
 def test_each_unsound_configuration_is_refused_at_startup(changes: dict[str, Any],
                                                           message: str) -> None:

@@ -3,13 +3,19 @@
 `--max_request_size_bytes` bounds what the server holds of one body: a `Content-Length` above it
 is refused before the body is read, a chunked body when it grows past it, a gzip body when it
 inflates past it. All three are RESOURCE_EXHAUSTED, answered with HTTP 413.
+
+`BodyBudget` bounds what the server holds of all bodies at once
+(`--rest_api_max_body_bytes_in_flight`): bytes count from arrival until the request is
+answered, and a body that would pass the budget while others hold bytes is UNAVAILABLE (503),
+to retry later. A body alone may always reach the size limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from berth_server import errors
@@ -26,6 +32,38 @@ class BodyTooLarge(errors.ServingError):
 
     def __init__(self, message: str) -> None:
         super().__init__(errors.Code.RESOURCE_EXHAUSTED, message)
+
+
+class BodyBudget:
+    """Bytes of request bodies held across every REST connection. Event loop only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Holding]:
+        """One request's share; released when the request is answered."""
+        share = Holding(self)
+        try:
+            yield share
+        finally:
+            self.held -= share.bytes
+
+
+class Holding:
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.bytes = 0
+
+    def add(self, count: int) -> None:
+        budget = self._budget
+        if budget.held + count > budget.max_bytes and budget.held > self.bytes:
+            raise errors.unavailable(
+                f"The server already holds {budget.held} bytes of request bodies "
+                f"(--rest_api_max_body_bytes_in_flight={budget.max_bytes}); retry later")
+        budget.held += count
+        self.bytes += count
 
 
 def content_length(scope: Scope) -> int:
@@ -45,15 +83,19 @@ def check_declared_length(length: int, max_bytes: int) -> None:
                            "bytes")
 
 
-async def read(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
-    """The whole body, inflated when its Content-Encoding is gzip."""
+async def read(scope: Scope, receive: Receive, max_bytes: int, share: Holding) -> bytes:
+    """The whole body, inflated when its Content-Encoding is gzip, counted in `share`."""
     chunks, size = [], 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.ServingError(errors.Code.CANCELLED,
+                                      "The client disconnected before its request body ended")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise BodyTooLarge(f"Request body exceeds the maximum of {max_bytes} bytes")
+        share.add(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -61,7 +103,9 @@ async def read(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
     encoding = dict(scope["headers"]).get(b"content-encoding", b"")
     if b"gzip" not in encoding.lower():
         return body
-    return _gunzip(body, min(max_bytes, MAX_INFLATED_BYTES))
+    data = _gunzip(body, min(max_bytes, MAX_INFLATED_BYTES))
+    share.add(len(data))
+    return data
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:

@@ -53,7 +53,7 @@ _POST_VERBS = frozenset(("predict", "classify", "regress"))
 class RestFront:
     def __init__(self, api: RestApi, service: InferenceService, core: ServerCore,
                  observer: RequestObserver, *, metrics_path: str | None, max_body_bytes: int,
-                 read_length: bool, enable_cors: bool) -> None:
+                 body_budget: body.BodyBudget, read_length: bool, enable_cors: bool) -> None:
         """`read_length`: check `Content-Length` before reading (a limit or the access log is
         on); otherwise only the body's actual size is checked, as it arrives."""
         self._api = api
@@ -61,6 +61,7 @@ class RestFront:
         self._core = core
         self._observer = observer
         self._max_body_bytes = max_body_bytes
+        self._body_budget = body_budget
         self._read_length = read_length
         self._cors = _CORS if enable_cors else []
         self._routes: dict[str, Callable[[], tuple[int, bytes, Headers]]] = {
@@ -107,8 +108,9 @@ class RestFront:
             if self._read_length:
                 record.request_bytes = body.content_length(scope)
                 body.check_declared_length(record.request_bytes, self._max_body_bytes)
-            content = await body.read(scope, receive, self._max_body_bytes)
-            return 200, await self._api.handle(method, path, content), [*_JSON, *self._cors]
+            with self._body_budget.holding() as share:
+                content = await body.read(scope, receive, self._max_body_bytes, share)
+                return 200, await self._api.handle(method, path, content), [*_JSON, *self._cors]
         except errors.ServingError as error:
             record.code = error.code
             status = 413 if isinstance(error, body.BodyTooLarge) else errors.http_status(error.code)

@@ -65,29 +65,44 @@ def test_junk_inputs_beside_a_valid_one_are_refused_before_any_is_decoded(
     assert caught.value.details().startswith("input size does not match signature: 5!=1")
 
 
+def filled(model: str, **rows: tuple[int, tf.DType]) -> predict_pb2.PredictRequest:
+    """A request whose tensors each carry one value and ask TF to fill `rows` from it."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for name, (count, dtype) in rows.items():
+        tensor = request.inputs[name]
+        tensor.dtype = dtype.as_datatype_enum
+        tensor.tensor_shape.dim.add(size=count)
+        if name != "b":  # multi_io's b is a vector; x and a have rows of values
+            tensor.tensor_shape.dim.add(size=3 if name == "a" else 1)
+        (tensor.int64_val if dtype == tf.int64 else tensor.float_val).append(2)
+    return request
+
+
 def test_a_fill_may_grow_a_tensor_only_to_the_request_size_limit(
         exported_models: Path, start_server: Callable[..., ServerProcess]) -> None:
     """With --max_request_size_bytes, a few typed values cannot ask for more than a request
-    carrying every value could hold."""
-    server = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
-                          "--model_name=half_plus_two", f"--max_request_size_bytes={1 << 20}")
-
-    def filled(rows: int) -> predict_pb2.PredictRequest:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "half_plus_two"
-        x = request.inputs["x"]
-        x.dtype = tf.float32.as_datatype_enum
-        x.tensor_shape.dim.add(size=rows)
-        x.tensor_shape.dim.add(size=1)
-        x.float_val.append(2.0)
-        return request
-
-    with pytest.raises(grpc.RpcError) as caught:
-        server.predict.Predict(filled(1 << 20), timeout=30)  # 4 MiB from a 30-byte request
+    carrying every value could hold: per tensor, and per request."""
+    server = start_server(f"--model_config_file={exported_models / 'models.config'}",
+                          f"--max_request_size_bytes={1 << 20}")
+    with pytest.raises(grpc.RpcError) as caught:  # 4 MiB from a 30-byte request
+        server.predict.Predict(filled("half_plus_two", x=(1 << 20, tf.float32)), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"a tensor over {1 << 20} bytes must carry its values" in caught.value.details()
-    answer = server.predict.Predict(filled(1000), timeout=30)
+    answer = server.predict.Predict(filled("half_plus_two", x=(1000, tf.float32)), timeout=30)
     assert list(answer.outputs["y"].float_val) == [3.0] * 1000
+
+    # 480 KB and 640 KB: each under the limit, together over it.
+    both = filled("multi_io", a=(40_000, tf.float32), b=(80_000, tf.int64))
+    with pytest.raises(grpc.RpcError) as caught:
+        server.predict.Predict(both, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == (
+        "Unable to parse tensor proto: the request's tensors need 1120000 bytes filled from "
+        f"fewer values than their shapes; a request over {1 << 20} bytes must carry its values")
+    answer = server.predict.Predict(
+        filled("multi_io", a=(40_000, tf.float32), b=(40_000, tf.int64)), timeout=30)
+    assert len(answer.outputs) == 2
 
 
 def test_an_error_about_a_10_mb_body_quotes_a_kilobyte_of_it(shared_server: ServerProcess) -> None:

@@ -262,3 +262,20 @@ def test_a_tensor_of_unknown_rank_is_refused() -> None:
     with pytest.raises(errors.ServingError) as raised:
         tensor_protos.to_ndarray(encoded)
     assert raised.value.code == errors.Code.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128, np.bool_])
+def test_a_large_result_is_the_same_message_as_one_built_value_by_value(dtype: Any) -> None:
+    """Large float, complex and bool results are written as packed bytes straight from numpy."""
+    values = np.random.default_rng(7).standard_normal((64, 50)) * 1e6
+    array = (values + 1j * values[::-1] if np.dtype(dtype).kind == "c" else values).astype(dtype)
+    for result in (array, array[:, ::3], np.asfortranarray(array)):
+        flat = np.ascontiguousarray(result).ravel()
+        field = tensor_protos.to_proto(flat[:1]).ListFields()[-1][0].name  # one value: a list
+        expected = tensor_pb2.TensorProto(dtype=tf.as_dtype(dtype).as_datatype_enum)
+        expected.tensor_shape.CopyFrom(tf.TensorShape(result.shape).as_proto())
+        getattr(expected, field).extend(
+            flat.view(flat.real.dtype).tolist() if flat.dtype.kind == "c" else flat.tolist())
+        encoded = tensor_protos.to_proto(result)
+        assert encoded.SerializeToString() == expected.SerializeToString()
+        assert_same(tf.make_ndarray(encoded), result)

@@ -96,6 +96,7 @@ async def predict(service: InferenceService, request: predict_pb2.PredictRequest
     def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
         if signature is not None:  # refuse junk inputs before decoding any of them
             inference.check_aliases(signature, request.inputs.keys())
+        tensor_protos.check_fills(request.inputs.values(), max_fill_bytes)
         return {k: tensor_protos.to_ndarray(v, max_fill_bytes=max_fill_bytes)
                 for k, v in request.inputs.items()}
 

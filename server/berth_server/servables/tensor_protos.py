@@ -8,7 +8,7 @@ latter). Outputs use the typed repeated fields by default, as TF Serving does, o
 from __future__ import annotations
 
 import math
-from collections.abc import Sized
+from collections.abc import Iterable, Sized
 
 import numpy as np
 import tensorflow as tf
@@ -93,8 +93,33 @@ def _from_content(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
 
 
 def _check_fill(proto: tensor_pb2.TensorProto, max_fill_bytes: int) -> None:
+    needed, sent = _fill(proto)
+    if needed > max_fill_bytes:
+        raise errors.invalid_argument(
+            f"Unable to parse tensor proto: shape {[d.size for d in proto.tensor_shape.dim]} "
+            f"needs {needed // _item_bytes(proto)} values but {sent} were sent; a tensor over "
+            f"{max_fill_bytes} bytes must carry its values")
+
+
+def check_fills(protos: Iterable[tensor_pb2.TensorProto], max_fill_bytes: int) -> None:
+    """A request's fills together may grow it only as far as one tensor's may: the bound is
+    per request, so many small asks cannot add up to what one large one is refused."""
+    protos = list(protos)
+    for proto in protos:
+        _check_fill(proto, max_fill_bytes)
+    needed = sum(_fill(proto)[0] for proto in protos)
+    if needed > max_fill_bytes:
+        raise errors.invalid_argument(
+            f"Unable to parse tensor proto: the request's tensors need {needed} bytes filled "
+            f"from fewer values than their shapes; a request over {max_fill_bytes} bytes must "
+            "carry its values")
+
+
+def _fill(proto: tensor_pb2.TensorProto) -> tuple[int, int]:
+    """(bytes TensorFlow would fill beyond the values sent, values sent); 0 bytes when the
+    values cover the shape or come as `tensor_content` (which must match it exactly)."""
     if proto.tensor_content or proto.tensor_shape.unknown_rank:
-        return  # content must match the shape exactly; make_ndarray checks it
+        return 0, 0
     elements = 1
     for dim in proto.tensor_shape.dim:
         if dim.size < 0:
@@ -104,15 +129,16 @@ def _check_fill(proto: tensor_pb2.TensorProto, max_fill_bytes: int) -> None:
     sent = max((len(values) for _, values in proto.ListFields()
                 if isinstance(values, Sized) and not isinstance(values, (bytes, str))),
                default=0)
+    return (elements * _item_bytes(proto) if elements > sent else 0), sent
+
+
+def _item_bytes(proto: tensor_pb2.TensorProto) -> int:
+    if proto.dtype == types_pb2.DT_STRING:
+        return 8
     try:
-        item_bytes = tf.as_dtype(proto.dtype).size if proto.dtype != types_pb2.DT_STRING else 8
+        return int(tf.as_dtype(proto.dtype).size)
     except TypeError:
-        item_bytes = 8
-    if elements > sent and elements * item_bytes > max_fill_bytes:
-        raise errors.invalid_argument(
-            f"Unable to parse tensor proto: shape {[d.size for d in proto.tensor_shape.dim]} "
-            f"needs {elements} values but {sent} were sent; a tensor over {max_fill_bytes} "
-            "bytes must carry its values")
+        return 8
 
 
 def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
@@ -125,13 +151,41 @@ def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
     elif dtype == types_pb2.DT_STRING:
         proto.string_val.extend(array.ravel().tolist())
-    elif bits is not None:
-        bits_field, view = bits
-        getattr(proto, bits_field).extend(
-            np.ascontiguousarray(array).ravel().view(view).tolist())
-    elif field is not None:
-        getattr(proto, field).extend(array.ravel().tolist())
+    else:
+        flat = np.ascontiguousarray(array).ravel()
+        name, values = (bits[0], flat.view(bits[1])) if bits else (str(field), flat)
+        if values.size >= _PACKED_FROM_NUMPY_MIN_SIZE and name in _RAW_PACKED:
+            proto.MergeFromString(_raw_packed(name, values))
+        else:
+            getattr(proto, name).extend(values.tolist())
     return proto
+
+
+# Fields whose packed wire bytes are the values' own little-endian bytes (a bool's 0 or 1 byte is
+# its varint). From this many values they are written straight from numpy, with no Python number
+# per value: 7x faster for 16M floats than extending from a list, and no list to hold. Integer
+# varints stay on the list path, which numpy does not beat.
+_PACKED_FROM_NUMPY_MIN_SIZE = 256
+_RAW_PACKED: dict[str, tuple[int, np.dtype]] = {
+    name: (tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[name].number, np.dtype(wire))
+    for name, wire in (("float_val", "<f4"), ("double_val", "<f8"), ("scomplex_val", "<f4"),
+                       ("dcomplex_val", "<f8"), ("bool_val", "u1"))}
+
+
+def _raw_packed(field: str, values: np.ndarray) -> bytes:
+    """The wire bytes of packed repeated `field` holding `values`."""
+    number, wire = _RAW_PACKED[field]
+    payload = values.astype(wire, copy=False).tobytes()
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _shape(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:

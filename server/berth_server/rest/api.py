@@ -19,6 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 from berth_server import errors
 from berth_server.observability import request_record
 from berth_server.rest import examples_request, json_body, predict_request, response, routes
+from berth_server.service import offload
 from berth_server.service.inference_service import InferenceService
 from berth_server.service.model_spec import ModelSpec
 
@@ -35,9 +36,9 @@ class RestApi:
             return _proto_json(self._service.status(route.model_name, route.version))
         if route.verb == "metadata":
             return self._metadata(route)
-        document = json_body.parse_body(body)
+        document = await offload.run(lambda: json_body.parse_body(body), size=len(body))
         if route.verb == "predict":
-            return await self._predict(route, document)
+            return await self._predict(route, document, len(body))
         request = examples_request.decode_examples_request(document)
         spec = _spec(route, request.signature_name)
         examples = request.serialized_examples()
@@ -59,23 +60,27 @@ class RestApi:
         return json_body.dumps({"model_spec": _proto_dict(spec),
                                 "metadata": {"signature_def": _proto_dict(signature_map)}})
 
-    async def _predict(self, route: routes.Route, document: dict[str, Any]) -> bytes:
+    async def _predict(self, route: routes.Route, document: dict[str, Any],
+                       body_bytes: int) -> bytes:
         spec = _spec(route, json_body.signature_name_of(document))
         row_format = False
 
-        def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
+        async def decode(signature: meta_graph_pb2.SignatureDef | None,
+                         ) -> dict[str, np.ndarray]:
             nonlocal row_format
             if signature is None:
                 raise errors.invalid_argument(f'Serving signature name: "{spec.signature_key}" '
                                               "not found in signature def")
-            decoded = predict_request.decode_predict_request(
-                document, {alias: info.dtype for alias, info in signature.inputs.items()},
-                signature_name=spec.signature_name)
+            dtypes = {alias: info.dtype for alias, info in signature.inputs.items()}
+            decoded = await offload.run(lambda: predict_request.decode_predict_request(
+                document, dtypes, signature_name=spec.signature_name), size=body_bytes)
             row_format = decoded.row_format
             return decoded.tensors
 
         result = await self._service.predict(spec, decode, timeout_ms=self._timeout_ms)
-        return response.encode_predict_response(result.value, row_format)
+        return await offload.run(
+            lambda: response.encode_predict_response(result.value, row_format),
+            size=sum(value.nbytes for value in result.value.values()))
 
 
 def _spec(route: routes.Route, signature_name: str) -> ModelSpec:

@@ -34,6 +34,7 @@ from berth_server import errors
 from berth_server.core import model_status
 from berth_server.core.server_core import ServerCore
 from berth_server.servables import example_inputs, inference, tensor_protos
+from berth_server.service import offload
 from berth_server.service.inference_service import (
     Classifications,
     InferenceService,
@@ -93,20 +94,27 @@ async def predict(service: InferenceService, request: predict_pb2.PredictRequest
                   ) -> predict_pb2.PredictResponse:
     """Predict on a decoded PredictRequest; shared by unary Predict and the streaming RPC."""
 
-    def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
+    async def decode(signature: meta_graph_pb2.SignatureDef | None) -> dict[str, np.ndarray]:
         if signature is not None:  # refuse junk inputs before decoding any of them
             inference.check_aliases(signature, request.inputs.keys())
         tensor_protos.check_fills(request.inputs.values(), max_fill_bytes)
-        return {k: tensor_protos.to_ndarray(v, max_fill_bytes=max_fill_bytes)
-                for k, v in request.inputs.items()}
+        return await offload.run(lambda: {
+            k: tensor_protos.to_ndarray(v, max_fill_bytes=max_fill_bytes)
+            for k, v in request.inputs.items()}, size=request.ByteSize())
 
     result = await service.predict(model_spec(request.model_spec), decode,
                                    output_filter=list(request.output_filter),
                                    timeout_ms=timeout_ms)
+    return await offload.run(lambda: _predict_response(result, tensor_content_outputs),
+                             size=sum(value.nbytes for value in result.value.values()))
+
+
+def _predict_response(result: Result[inference.Outputs], tensor_content: bool,
+                      ) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse(model_spec=_response_spec(result))
     for alias, value in result.value.items():
         response.outputs[alias].CopyFrom(
-            tensor_protos.to_proto(value, as_tensor_content=tensor_content_outputs))
+            tensor_protos.to_proto(value, as_tensor_content=tensor_content))
     return response
 
 

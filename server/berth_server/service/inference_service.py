@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -30,8 +30,9 @@ from berth_server.service.runners import Runner
 T = TypeVar("T")
 # Decodes a request's inputs given the signature its spec names (None: the model has none by
 # that name). The REST decoder needs the signature to type JSON values and refuses a missing
-# one in TF Serving's REST words; otherwise the service refuses it in its gRPC words.
-InputDecoder = Callable[[meta_graph_pb2.SignatureDef | None], Mapping[str, np.ndarray]]
+# one in TF Serving's REST words; otherwise the service refuses it in its gRPC words. Awaitable,
+# so a transport may decode a large request off the event loop (`service.offload`).
+InputDecoder = Callable[[meta_graph_pb2.SignatureDef | None], Awaitable[Mapping[str, np.ndarray]]]
 # Serialized tf.Examples of a classify or regress request, decoded once the version is found
 # (as in TF Serving, a missing model is reported before a malformed input).
 ExamplesDecoder = Callable[[], Sequence[bytes]]
@@ -73,7 +74,7 @@ class InferenceService:
         key = spec.signature_key
         with self._lease(spec) as lease:
             signature = lease.servable.signatures.get(key)
-            inputs = decode_inputs(signature)
+            inputs = await decode_inputs(signature)
             plan = inference.plan_predict(key, signature, inputs, output_filter)
             outputs = await self._run(lease, plan, timeout_ms)
         return Result(lease.name, lease.version, key, outputs)

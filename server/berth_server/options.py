@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import tempfile
 
 
 def _default_num_threads() -> int:
     return 4 * (os.cpu_count() or 1)
+
+
+def _default_model_cache_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "berth-model-cache")
 
 
 def _default_max_connections() -> int:
@@ -88,8 +93,10 @@ class ServerOptions:
     rest_api_max_header_count: int = 100
     rest_api_header_timeout_seconds: float = 60.0  # headers not complete by then: 408
     rest_api_body_timeout_seconds: float = 300.0  # body not complete this long after headers: 408
-    rest_api_max_body_bytes_in_flight: int = 1 << 30  # all bodies at once; one alone may pass it
+    rest_api_max_body_bytes_in_flight: int = 256 << 20  # all bodies at once; one alone may pass it
     shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
+    # Local copies of versions from s3:// gs:// az:// base paths (README "Models in object stores")
+    model_cache_dir: str = dataclasses.field(default_factory=_default_model_cache_dir)
 
     @property
     def tags(self) -> list[str]:

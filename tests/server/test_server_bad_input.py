@@ -188,7 +188,7 @@ class TestWrongInputs:
         status, message = rest_error(shared_server, "/v1/models/multi_io:predict",
                                      {"instances": [{"a": [1.0, 2.0, 3.0]}]})
         assert status == 400
-        assert "must only have keys: a,b" in message
+        assert "keys must be equal to: a,b" in message
 
     def test_a_row_with_an_extra_input_is_refused(self, shared_server: ServerProcess) -> None:
         status, message = rest_error(shared_server, "/v1/models/multi_io:predict",

@@ -63,6 +63,7 @@ def test_context_is_merged_into_each_example_with_the_example_winning() -> None:
     (b'["a", {"b64": "aGVsbG8="}]', ("bytes_list", [b"a", b"hello"])),
     (b'""', ("bytes_list", [b""])),
     (b"[]", (None, [])),
+    (b"[1e39, -1e39, 3.4028235e38]", ("float_list", [math.inf, -math.inf, 3.4028234663852886e38])),
 ])
 def test_feature_values_map_to_feature_kinds(json_value: bytes,
                                              expected: tuple[str | None, list[Any]]) -> None:
@@ -104,9 +105,7 @@ def test_empty_example_object() -> None:
     (b'{"examples": [{"f": ["a", true]}]}', "Unexpected element type in feature: f expecting "
                                             "type: bytes"),
     (b'{"examples": [{"f": 18446744073709551615}]}',
-     "Feature: f has uint64 element. Only int64 is supported."),
-    (b'{"examples": [{"f": 1e39}]}',
-     "Cannot convert JSON value: 1e+39 to float without loss of precision."),
+     "Feature: f has uint64_t element. Only int64_t is supported."),
     (b'{"examples": [{"f": {"b64": "$"}}]}', "Unable to base64 decode"),
 ])
 def test_errors_use_tf_serving_texts(body: bytes, message: str) -> None:

@@ -3,6 +3,7 @@
 Each JSON object becomes one Example: a key maps to one Feature, whose kind the first element
 decides (a number with a decimal point or exponent → float_list, an integer or a boolean →
 int64_list, a string or `{"b64": ...}` → bytes_list); later elements must be of the same kind.
+Floats are stored as float32, rounded as C casts a double (±inf past float's range).
 
 The Example wire format is written here directly (it is three small messages) rather than through
 `tensorflow.core.example.example_pb2`, whose import loads all of TensorFlow: this keeps the codec
@@ -24,10 +25,10 @@ from berth_server.rest.json_body import (
     json_type_name,
     signature_name_of,
     to_bytes,
-    value_to_string,
 )
 
-_FLT_MAX = 3.4028234663852886e38
+# Half a float ulp above FLT_MAX: a double from here on rounds to infinity as a float.
+_FLT_OVERFLOW = float(2**128 - 2**103)
 _INT64_MAX = 2**63 - 1
 # Feature's oneof field numbers.
 _KIND_FIELDS = {"bytes": 1, "float": 2, "int64": 3}
@@ -117,13 +118,11 @@ def _convert(name: str, value: Any) -> Any:
         return to_bytes(value)
     if kind is dict:
         return decode_b64(value)
-    if kind is float and math.isfinite(value) and abs(value) > _FLT_MAX:
-        raise errors.invalid_argument(
-            f"Cannot convert JSON value: {value_to_string(value)} to float without loss of "
-            "precision.")
+    if kind is float and abs(value) >= _FLT_OVERFLOW:  # what C's cast to float makes ±inf
+        return math.copysign(math.inf, value)
     if kind is int and value > _INT64_MAX:
         raise errors.invalid_argument(
-            f"Feature: {name} has uint64 element. Only int64 is supported.")
+            f"Feature: {name} has uint64_t element. Only int64_t is supported.")
     return int(value) if kind is bool else value
 
 

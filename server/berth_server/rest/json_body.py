@@ -1,10 +1,13 @@
 """The JSON text layer shared by the REST codecs: parsing, error bodies, value printing.
 
-TF Serving parses with rapidjson (`kParseNanAndInfFlag`) and quotes offending JSON values in its
-error messages through rapidjson's PrettyWriter. This module reproduces both: the fast path is
-orjson; bodies orjson refuses (NaN/Infinity tokens, invalid UTF-8, syntax errors) are re-parsed by
-the standard library, which accepts those tokens and reports errors that map onto rapidjson's
-texts. Parse-error offsets are where Python's parser stopped, usually rapidjson's offset too.
+TF Serving parses with rapidjson (iterative, `kParseNanAndInfFlag`, `kParseStopWhenDoneFlag`:
+no depth limit, and whatever follows the root value is ignored) and quotes offending JSON values
+in its error messages through rapidjson's PrettyWriter. This module reproduces both: the fast path
+is orjson; bodies orjson refuses (NaN/Infinity tokens, invalid UTF-8, trailing text, syntax
+errors, nesting past 1024 levels) are re-parsed by the standard library, which accepts those
+tokens and reports errors that map onto rapidjson's texts, and a body nested deeper than it
+recurses is read by a loop with its own stack. Parse-error offsets are where Python's parser
+stopped, usually rapidjson's offset too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import binascii
 import decimal
 import json
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,7 +39,6 @@ _PARSE_REASONS: tuple[tuple[str, str], ...] = (
     ("Expecting property name", "Missing a name for object member."),
     ("Illegal trailing comma before end of object", "Missing a name for object member."),
     ("Expecting ':'", "Missing a colon after a name of object member."),
-    ("Extra data", "The document root must not be followed by other values."),
     ("Unterminated string", "Missing a closing quotation mark in string."),
     ("Invalid control character", "Invalid encoding in string."),
     ("Invalid \\escape", "Invalid escape character in string."),
@@ -60,16 +63,21 @@ def _parse_slow(body: bytes) -> Any:
     # surrogateescape keeps undecodable bytes, which go back to the same bytes when a string
     # becomes a tensor: rapidjson does not validate UTF-8 either.
     text = body.decode("utf-8", "surrogateescape")
+    start = _skip_whitespace(text, 0)
     try:
-        return json.loads(text, parse_int=_parse_int)
+        try:
+            return _DECODER.raw_decode(text, start)[0]  # raw: text after the root is ignored
+        except RecursionError:
+            return _parse_deep(text, start)
     except json.JSONDecodeError as error:
-        raise errors.invalid_argument(
-            f"JSON Parse error: {_reason(error, text)} at offset: {error.pos}") from None
-    except RecursionError:
-        raise errors.invalid_argument("JSON Parse error: Unspecific syntax error.") from None
+        raise _parse_error(_reason(error, text), error.pos) from None
     except _NumberTooBig:
         raise errors.invalid_argument(
             "JSON Parse error: Number too big to be stored in double.") from None
+
+
+def _parse_error(reason: str, offset: int) -> errors.ServingError:
+    return errors.invalid_argument(f"JSON Parse error: {reason} at offset: {offset}")
 
 
 def _parse_int(literal: str) -> int | float:
@@ -83,9 +91,90 @@ def _parse_int(literal: str) -> int | float:
     return value if _INT_MIN <= value < _UINT_END else float(literal)
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+# Reads the one value that starts at an index (the decoder's C scanner; typeshed omits it).
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_SPACES = frozenset(" \t\n\r")
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    assert match is not None  # `*` matches the empty string too
+    return match.end()
+
+
+def _parse_deep(text: str, pos: int) -> Any:
+    """The root container at `pos`, nested deeper than the json module recurses, read as
+    rapidjson's iterative parser reads it: the open containers on a list, scalars by the json
+    module's scanner, and rapidjson's error for a token that the parser's state does not take."""
+    containers: list[Any] = []  # the open lists and dicts, innermost last
+    keys: list[str] = []  # the pending key of each open dict
+    state = "value"  # or "first_element", "first_key", "key", "colon", "next"
+    while True:
+        char = text[pos : pos + 1]
+        if char in _SPACES:
+            pos = _skip_whitespace(text, pos)
+            char = text[pos : pos + 1]
+        pos += 1
+        if state == "value" or state == "first_element":
+            if char == "[" or char == "{":
+                containers.append([] if char == "[" else {})
+                state = "first_element" if char == "[" else "first_key"
+                continue
+            if char == "]" and state == "first_element":
+                value = containers.pop()
+            else:
+                value, pos = _scalar(text, pos - 1)
+        elif state == "next":
+            in_list = type(containers[-1]) is list
+            if char == ",":
+                state = "value" if in_list else "key"
+                continue
+            if char != ("]" if in_list else "}"):
+                raise _parse_error("Missing a comma or ']' after an array element." if in_list
+                                   else "Missing a comma or '}' after an object member.", pos - 1)
+            value = containers.pop()
+        elif state == "colon":
+            if char != ":":
+                raise _parse_error("Missing a colon after a name of object member.", pos - 1)
+            state = "value"
+            continue
+        elif char == "}" and state == "first_key":
+            value = containers.pop()
+        elif char == '"':
+            key, pos = _SCAN_ONCE(text, pos - 1)
+            keys.append(key)
+            state = "colon"
+            continue
+        else:
+            raise _parse_error("Missing a name for object member.", pos - 1)
+        if not containers:
+            return value  # whatever follows the root is not read
+        if type(containers[-1]) is list:
+            containers[-1].append(value)
+        else:
+            containers[-1][keys.pop()] = value
+        state = "next"
+
+
+def _scalar(text: str, pos: int) -> tuple[Any, int]:
+    """One string, number or literal (never a container: the scanner would recurse into it)."""
+    if text[pos : pos + 1] in ("", "\0", "]", "}", ",", ":"):
+        raise _parse_error("Invalid value.", pos)
+    try:
+        value, end = _SCAN_ONCE(text, pos)
+    except StopIteration:
+        raise _parse_error("Invalid value.", pos) from None
+    return value, end
+
+
 def _reason(error: json.JSONDecodeError, text: str) -> str:
     if error.msg.startswith("Expecting value"):
-        return "The document is empty." if not text[: error.pos].strip() else "Invalid value."
+        # rapidjson's first state calls a document empty when no token may start a value there.
+        at_root = not text[: error.pos].strip()
+        empty = at_root and text[error.pos : error.pos + 1] in ("", "\0", "]", "}", ",", ":")
+        return "The document is empty." if empty else "Invalid value."
     if error.msg.startswith(("Expecting ',' delimiter", "Illegal trailing comma")):
         if _innermost_container(text, error.pos) == "{":
             return "Missing a comma or '}' after an object member."

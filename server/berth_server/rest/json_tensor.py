@@ -1,16 +1,16 @@
 """One JSON value (a scalar or nested lists) → one numpy tensor of a signature's dtype.
 
 TF Serving's rules (`json_tensor.cc`): the shape comes from the nesting, reading the first element
-of each level; every value must fit the dtype. The common case, a dense and well-typed value, is
-checked level by level with C-speed builtins and converted by one `np.array` call; anything else
-is walked value by value in TF Serving's order, which raises its exact error or converts what only
-that walk handles (b64 objects, NaN/Infinity, lone surrogates).
+of each level; integer dtypes take only integers that fit them, while float and double take any
+number, rounded as C casts a double (to ±inf past float's range). The common case, a dense and
+well-typed value, is checked level by level with C-speed builtins and converted by one `np.array`
+call; anything else is walked value by value in TF Serving's order, which raises its exact error
+or converts what only that walk handles (b64 objects, lone surrogates).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np
@@ -43,11 +43,7 @@ _INT_RANGE: dict[int, tuple[int, int]] = {
     DT_INT64: (-(2**63), 2**63 - 1), DT_UINT32: (0, 2**32 - 1), DT_UINT64: (0, 2**64 - 1),
 }
 _MAX_RANK = 64
-# IsLosslessDecimal: the largest integer (2**digits - 1) and the largest finite value.
-_FLOAT_LIMITS: dict[int, tuple[int, float]] = {
-    DT_FLOAT: (2**24 - 1, float(np.finfo(np.float32).max)),
-    DT_DOUBLE: (2**53 - 1, float(np.finfo(np.float64).max)),
-}
+_FLOATS = frozenset((DT_FLOAT, DT_DOUBLE))
 
 
 def dtype_name(dtype: int) -> str:
@@ -101,16 +97,11 @@ def try_dense(value: Any, dtype: int) -> np.ndarray | None:
         return _build(leaves, shape, dtype)
     kinds = set(map(type, leaves))
     array: np.ndarray
-    if dtype in _FLOAT_LIMITS:
-        max_int, max_value = _FLOAT_LIMITS[dtype]
+    if dtype in _FLOATS:
         if not kinds <= {float, int}:
             return None
-        if int in kinds and max(abs(v) for v in leaves if type(v) is int) > max_int:
-            return None
-        array = np.array(leaves, dtype=np.float64)
-        if not _within(leaves, array, -max_value, max_value):
-            return None  # NaN or Infinity may land here; the exact path accepts them.
-    elif dtype in _INT_RANGE:
+        return _floats(leaves, dtype).reshape(shape)
+    if dtype in _INT_RANGE:
         if kinds != {int}:
             return None
         try:
@@ -138,7 +129,19 @@ def _within(leaves: list[Any], array: np.ndarray, low: float, high: float) -> bo
     return bool(((array >= low) & (array <= high)).all())
 
 
+def _floats(numbers: list[float | int], dtype: int) -> np.ndarray:
+    """Numbers as rapidjson's `GetDouble`/`GetFloat` give them: an integer becomes a double
+    first, and a double beyond float's range becomes ±inf (without numpy's overflow warning)."""
+    array = np.array(numbers, dtype=np.float64)
+    if dtype == DT_DOUBLE:
+        return array
+    with np.errstate(over="ignore"):
+        return array.astype(np.float32)
+
+
 def _build(leaves: list[Any], shape: list[int], dtype: int) -> np.ndarray:
+    if dtype in _FLOATS:
+        return _floats(leaves, dtype).reshape(shape)
     if dtype == DT_STRING:
         tensor = np.empty(len(leaves), dtype=object)
         tensor[:] = leaves
@@ -176,12 +179,8 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
 
 def _leaf(value: Any, dtype: int) -> Any:
     kind = type(value)
-    if dtype in _FLOAT_LIMITS:
+    if dtype in _FLOATS:
         if kind is float or kind is int:
-            if not _lossless(value, dtype):
-                raise errors.invalid_argument(
-                    f"Cannot convert JSON value: {_show(value)} to {dtype_name(dtype)} without "
-                    "loss of precision.")
             return value
     elif dtype in _INT_RANGE:
         low, high = _INT_RANGE[dtype]
@@ -197,14 +196,6 @@ def _leaf(value: Any, dtype: int) -> Any:
         raise errors.unimplemented(
             f"Conversion of JSON Value: {_show(value)} to type: {dtype_name(dtype)}")
     raise _type_error(value, dtype)
-
-
-def _lossless(value: float, dtype: int) -> bool:
-    """TF Serving's IsLosslessDecimal (which calls 2**24 itself lossy for float)."""
-    max_int, max_value = _FLOAT_LIMITS[dtype]
-    if type(value) is int:
-        return abs(value) <= max_int
-    return not math.isfinite(value) or abs(value) <= max_value
 
 
 def _type_error(value: Any, dtype: int) -> errors.ServingError:

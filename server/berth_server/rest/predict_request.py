@@ -120,7 +120,7 @@ def _from_named_rows(rows: list[Any], dtypes: Mapping[str, int]) -> dict[str, np
         if row.keys() != names:
             raise errors.invalid_argument(
                 f"Failed to process element: {index} of 'instances' list. JSON object: "
-                f"{_show(row)} must only have keys: {','.join(sorted(names))}")
+                f"{_show(row)} keys must be equal to: {','.join(sorted(names))}")
     return {name: np.stack(tensors) for name, tensors in columns.items()}
 
 

@@ -60,14 +60,12 @@ def encode_regress_response(values: Sequence[float]) -> bytes:
 
 
 def _predictions(outputs: Mapping[str, np.ndarray]) -> Any:
-    batch_size = 0
+    """One entry per batch row; outputs with a zero batch give `[]`, as in TF Serving."""
+    batch_size = -1
     for name, tensor in outputs.items():
         if tensor.ndim == 0:
             raise errors.invalid_argument(f"Tensor name: {name} has no shape information ")
-        if tensor.shape[0] < 1:
-            raise errors.invalid_argument(
-                f"Tensor name: {name} has invalid batch size: {tensor.shape[0]}")
-        if batch_size and batch_size != tensor.shape[0]:
+        if batch_size >= 0 and batch_size != tensor.shape[0]:
             raise errors.invalid_argument(
                 f"Tensor name: {name} has inconsistent batch size: {tensor.shape[0]} expecting: "
                 f"{batch_size}")

@@ -119,7 +119,7 @@ class SavedModel:
             values = fn(*(inputs[k] for k in input_keys))
         except tf.errors.OpError as error:
             raise tf_error(error) from None
-        return dict(zip(output_keys, values, strict=True))
+        return {key: _as_array(value) for key, value in zip(output_keys, values, strict=True)}
 
     def _callable(self, signature_name: str, input_keys: tuple[str, ...],
                   output_keys: tuple[str, ...]) -> Callable[..., Any]:
@@ -144,8 +144,14 @@ class SavedModel:
             raise tf_error(error) from None
         except (TypeError, ValueError) as error:  # inputs that do not fit the input signature
             raise errors.invalid_argument(str(error)) from None
-        return {key: results[key].numpy() for key in output_keys}
+        return {key: _as_array(results[key].numpy()) for key in output_keys}
 
     def close(self) -> None:
         self._session.close()
         self._object_graph = None
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """TensorFlow returns a rank-0 string as bare `bytes`; every output is an array here (an
+    object array keeps the bytes exactly, trailing NULs included)."""
+    return value if isinstance(value, np.ndarray) else np.array(value, dtype=object)

@@ -55,8 +55,10 @@ class RecordingInterceptor(grpc.aio.ServerInterceptor):
             record = request_record.begin("GRPC")
             record.api, record.model_name = api, request.model_spec.name
             record.request_bytes = request.ByteSize()
+            call = behavior(request, context)
+            del request  # an aborted call's state keeps this frame (see rpc.services._abort)
             try:
-                response = await behavior(request, context)
+                response = await call
                 record.response_bytes = response.ByteSize()
                 return response
             except asyncio.CancelledError:
@@ -67,6 +69,7 @@ class RecordingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 observer.finish(record)
+                del record  # it holds the model name, as long as the client sent it
 
         return recorded
 

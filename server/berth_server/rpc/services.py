@@ -61,15 +61,18 @@ def _abort(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitabl
         try:
             return await method(self, request, context)
         except errors.ServingError as error:
-            message = error.message
+            code, message = grpc.StatusCode[error.code.name], error.message
             if len(message) > _MAX_MESSAGE_CHARS:
                 message = message[:_MAX_MESSAGE_CHARS] + "...TRUNCATED"
-            await context.abort(grpc.StatusCode[error.code.name], message)
-            raise  # unreachable: abort raises
         except Exception:
             log.exception("Unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, errors.INTERNAL_MESSAGE)
-            raise  # unreachable: abort raises
+            code, message = grpc.StatusCode.INTERNAL, errors.INTERNAL_MESSAGE
+        # grpc keeps the abort's exception, and so every frame it passes, with the call's state,
+        # which outlives the call: abort outside the `except` (or the error, its message and
+        # its traceback stay too), from a frame that no longer holds the request.
+        del request
+        await context.abort(code, message)
+        raise AssertionError("abort raises")  # for the type checker: abort() is not NoReturn
 
     return wrapper
 

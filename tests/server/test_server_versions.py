@@ -178,7 +178,10 @@ class TestNewAndRemovedVersions:
         config = tmp_path / "models.config"
         config.write_text(config_text(base, "all {}"))
         server = start_server(f"--model_config_file={config}", POLL)
-        assert states(server) == {1: ("AVAILABLE", "OK", ""), 2: ("AVAILABLE", "OK", "")}
+        # Startup waits for a version of each model; the policy's others load after it.
+        both = {1: ("AVAILABLE", "OK", ""), 2: ("AVAILABLE", "OK", "")}
+        waiting.wait_for(lambda: states(server), until=lambda seen: seen == both,
+                         timeout_seconds=60, message="every aspired version to load")
         shutil.rmtree(base / "2")
         waiting.wait_for(lambda: states(server)[2][0] == "END",
                          timeout_seconds=60, message="version 2 to unload")
@@ -328,7 +331,10 @@ class TestVersionPolicies:
         config = tmp_path / "models.config"
         config.write_text(config_text(base, "latest { num_versions: 2 }"))
         server = start_server(f"--model_config_file={config}", POLL)
-        assert states(server) == {2: ("AVAILABLE", "OK", ""), 3: ("AVAILABLE", "OK", "")}
+        # Startup waits for a version of each model; the policy's others load after it.
+        both = {2: ("AVAILABLE", "OK", ""), 3: ("AVAILABLE", "OK", "")}
+        waiting.wait_for(lambda: states(server), until=lambda seen: seen == both,
+                         timeout_seconds=60, message="every aspired version to load")
         reply = post(server.rest_port, "/v1/models/m/versions/1:predict", {"instances": [2.0]})
         assert reply.status == 404
 

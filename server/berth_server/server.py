@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -25,7 +26,7 @@ from berth_server import errors
 from berth_server.batching import parameters as batching_parameters
 from berth_server.batching import runner as batching_runner
 from berth_server.config import model_config, tls
-from berth_server.core import aspired_versions_manager, server_core
+from berth_server.core import aspired_versions_manager, server_core, version_fetching
 from berth_server.core.servable_state import ServableId, State
 from berth_server.observability import log_format
 from berth_server.observability.metrics import Metrics
@@ -42,6 +43,7 @@ from berth_server.rpc import streaming as rpc_streaming
 from berth_server.servables import saved_model, tensor_protos, warmup
 from berth_server.service import admission, runners, runtime_metrics
 from berth_server.service.inference_service import InferenceService
+from berth_server.storage.version_cache import VersionCache
 
 log = logging.getLogger("berth_server")
 
@@ -122,16 +124,18 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
                                       thread_name_prefix="berth-run")
     load_pool = ThreadPoolExecutor(max_workers=max(2, opts.num_load_threads),
                                    thread_name_prefix="berth-load")
+    cache = VersionCache(Path(opts.model_cache_dir), os.environ)
     manager = aspired_versions_manager.AspiredVersionsManager(
-        _loader(opts, observability.metrics), load_pool,
+        version_fetching.fetching(cache, _loader(opts, observability.metrics)), load_pool,
         max_load_retries=opts.max_num_load_retries,
         load_retry_interval_seconds=opts.load_retry_interval_micros / 1e6,
-        on_change=_freeze_when_loaded(observability.metrics))
+        fingerprint=version_fetching.fingerprint(cache),
+        on_change=version_fetching.releasing(cache, _freeze_when_loaded(observability.metrics)))
     gc.set_threshold(_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=opts.allow_version_labels_for_unavailable_models,
-        incomplete_version_wait_seconds=opts.incomplete_version_wait_seconds)
+        incomplete_version_wait_seconds=opts.incomplete_version_wait_seconds, cache=cache)
     batching = batching_runner.from_options(  # a bad batching file fails startup here
         opts, metrics=observability.metrics.batching if observability.metrics_path else None)
     background = [asyncio.ensure_future(core.poll_forever())]

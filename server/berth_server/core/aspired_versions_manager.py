@@ -6,7 +6,8 @@ one model's loads in order, different models in parallel) and un-aspired ones ar
 only once an aspired version is AVAILABLE, so a model never goes dark during a swap. Requests
 hold a lease on the version they started on; an unloading version waits for its leases.
 A failed load is retried, then ends in END with its error; unlike TF Serving (issue #1738) it
-is tried again when its directory changes on disk.
+is tried again when its directory changes on disk, or, when its store was UNAVAILABLE, when a
+poll lists it again.
 
 Task-safety: every method runs on the event loop; only `load_fn` and servable `close` run on
 the loader threads.
@@ -100,6 +101,10 @@ class AspiredVersionsManager(Generic[S]):
                 del model.versions[version]  # unloaded earlier, not failed: load it afresh
             elif self._fingerprint(path) != harness.fingerprint:
                 log.info("Version %d of %s changed on disk; loading it again", version, name)
+                del model.versions[version]
+            elif harness.error.code == errors.Code.UNAVAILABLE:
+                log.info("Version %d of %s failed while its store was unavailable; loading it "
+                         "again", version, name)
                 del model.versions[version]
         self._reconcile(name)
 

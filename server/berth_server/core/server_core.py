@@ -19,6 +19,8 @@ from berth_server import errors
 from berth_server.config import model_config
 from berth_server.core import storage_path_source
 from berth_server.core.aspired_versions_manager import AspiredVersionsManager
+from berth_server.storage import object_uris
+from berth_server.storage.version_cache import VersionCache
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,10 @@ log = logging.getLogger(__name__)
 class ServerCore:
     def __init__(self, manager: AspiredVersionsManager, *, file_system_poll_wait_seconds: float,
                  allow_version_labels_for_unavailable_models: bool,
-                 incomplete_version_wait_seconds: float = 60.0) -> None:
+                 incomplete_version_wait_seconds: float = 60.0,
+                 cache: VersionCache | None = None) -> None:
         self.manager = manager
+        self._cache = cache  # local copies of object-store versions; None: local paths only
         self._poll_seconds = file_system_poll_wait_seconds
         self._settle_seconds = incomplete_version_wait_seconds
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
@@ -92,14 +96,24 @@ class ServerCore:
                                          f"{details}")
             for name in running.keys() - models.keys():
                 log.info("Model %s left the config; unloading it", name)
-                self.manager.forget_model(name)
+                self._forget(name)
             self._models = dict(models)
             self._apply_labels(models)
 
     async def _apply_first(self, models: dict[str, model_server_config_pb2.ModelConfig]) -> None:
         self._models = dict(models)
         self._configured = True
-        await self.poll_once()
+        unlisted = await self.poll_once()
+        # A store that refuses (credentials, no such bucket) fails startup with its words; one
+        # that does not answer is waited for, polled like a base path not there yet.
+        refused = {n: e for n, e in unlisted.items()
+                   if object_uris.is_remote(models[n].base_path)
+                   and e.code != errors.Code.UNAVAILABLE}
+        if refused:
+            details = ", ".join(f"{{{n}: {e.message}}}" for n, e in sorted(refused.items()))
+            raise errors.ServingError(
+                errors.Code.UNKNOWN, f"{len(refused)} model(s) did not become available: "
+                                     f"{details}")
         labelled = any(m.version_labels for m in models.values())
         failed = await self.manager.wait_settled(list(models), every_version=labelled)
         if failed:
@@ -121,8 +135,13 @@ class ServerCore:
     def _take_back(self, new_names: list[str],
                    running: dict[str, model_server_config_pb2.ModelConfig]) -> None:
         for name in new_names:
-            self.manager.forget_model(name)
+            self._forget(name)
         self._models = running
+
+    def _forget(self, name: str) -> None:
+        if self._cache is not None:
+            self._cache.plan(name, [])
+        self.manager.forget_model(name)
 
     def _check_labels(self, models: Mapping[str, model_server_config_pb2.ModelConfig]) -> None:
         for name, model in models.items():
@@ -146,7 +165,7 @@ class ServerCore:
         the models whose base path could not be listed."""
         models: list[model_server_config_pb2.ModelConfig] = list(self._models.values())
         found = await asyncio.get_running_loop().run_in_executor(
-            None, _scan, models, self._settle_seconds)
+            None, _scan, models, self._settle_seconds, self._cache)
         unlisted: dict[str, errors.ServingError] = {}
         for model in models:
             still_configured = self._models.get(model.name) is model
@@ -160,6 +179,8 @@ class ServerCore:
             if not aspired:
                 log.warning("No versions of servable %s found under base path %s", model.name,
                             model.base_path)
+            if self._cache is not None:  # planned before aspired: a load fetches its plan
+                self._cache.plan(model.name, [a.remote for a in aspired if a.remote])
             self.manager.set_aspired_versions(model.name, {a.version: a.path for a in aspired})
         return unlisted
 
@@ -180,13 +201,14 @@ class ServerCore:
 
 
 def _scan(models: list[model_server_config_pb2.ModelConfig], settle_seconds: float,
+          cache: VersionCache | None,
           ) -> dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError]:
     result: dict[str, list[storage_path_source.AspiredVersion] | errors.ServingError] = {}
     now = time.time()
     for model in models:
         try:
             result[model.name] = storage_path_source.aspired_versions(
-                model, settle_seconds=settle_seconds, now=now)
+                model, settle_seconds=settle_seconds, now=now, cache=cache)
         except errors.ServingError as error:
             result[model.name] = error
         except OSError as error:

@@ -1,7 +1,9 @@
-"""Which versions of a model exist on disk, and which of them the version policy aspires to.
+"""Which versions of a model exist, and which of them the version policy aspires to.
 
-Pure functions over the file system: the poller calls them and hands the complete list of
-aspired versions to the manager, which reconciles (TF Serving's Source → Target contract).
+Pure functions over the file system, or over one listing of an object-store base path (s3://,
+gs://, az://) whose versions are then loaded from their local copies in the version cache: the
+poller calls them and hands the complete list of aspired versions to the manager, which
+reconciles (TF Serving's Source → Target contract).
 """
 
 from __future__ import annotations
@@ -9,22 +11,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 from pathlib import Path
 
 from tensorflow_serving.config import model_server_config_pb2
 
 from berth_server import errors
+from berth_server.storage import object_uris, saved_model_layout
+from berth_server.storage.remote_versions import RemoteVersion
+from berth_server.storage.version_cache import VersionCache
 
 log = logging.getLogger(__name__)
-
-_SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
 class AspiredVersion:
     version: int
     path: Path
+    remote: RemoteVersion | None = None  # what the local copy at `path` is fetched from
 
 
 def numeric_version_dirs(base_path: str) -> dict[int, Path]:
@@ -46,25 +49,15 @@ def numeric_version_dirs(base_path: str) -> dict[int, Path]:
 
 
 def is_complete(version_dir: Path) -> bool:
-    """True once a SavedModel is fully written: graph present, every variables shard present.
-
-    TF Serving loads whatever it finds (issue #1086); a half-copied version is skipped here until
-    a later poll sees it complete.
-    """
-    if not any((version_dir / name).is_file() and (version_dir / name).stat().st_size > 0
-               for name in ("saved_model.pb", "saved_model.pbtxt")):
-        return False
+    """True once a SavedModel is fully written: graph present, every variables shard present."""
+    sizes: dict[str, int] = {}
+    for name in saved_model_layout.GRAPH_FILES:
+        if (version_dir / name).is_file():
+            sizes[name] = (version_dir / name).stat().st_size
     variables = version_dir / "variables"
-    if not variables.exists():
-        return True
-    names = set(os.listdir(variables)) if variables.is_dir() else set()
-    shards = [m for m in map(_SHARD.match, names) if m]
-    if "variables.index" not in names:
-        return not shards
-    if not shards:
-        return False
-    total = int(shards[0].group(2))
-    return all(f"variables.data-{i:05d}-of-{total:05d}" in names for i in range(total))
+    if variables.is_dir():
+        sizes.update({f"variables/{name}": 1 for name in os.listdir(variables)})
+    return saved_model_layout.is_complete(sizes)
 
 
 def last_change(version_dir: Path) -> float:
@@ -95,36 +88,55 @@ def fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def aspired_versions(model: model_server_config_pb2.ModelConfig, *, settle_seconds: float,
-                     now: float) -> list[AspiredVersion]:
+                     now: float, cache: VersionCache | None = None) -> list[AspiredVersion]:
     """The versions `model`'s policy wants served now, highest first.
 
-    A version that is not a complete SavedModel waits for its copy to finish, but only while
-    its directory keeps changing: after `settle_seconds` without a change it is handed over
-    as it is, so a version that will never be one (a `model.tflite` alone, an old
-    SessionBundle) fails its load as in TF Serving instead of keeping the model waiting.
+    A version that is not a complete SavedModel waits for its copy (or upload) to finish, but
+    only while it keeps changing: after `settle_seconds` without a change it is handed over as
+    it is, so a version that will never be one (a `model.tflite` alone, an old SessionBundle)
+    fails its load as in TF Serving instead of keeping the model waiting.
     """
-    on_disk = numeric_version_dirs(model.base_path)
-    complete = {v: p for v, p in on_disk.items() if is_complete(p)}
-    for version in sorted(on_disk.keys() - complete.keys()):
-        path = on_disk[version]
-        if now - last_change(path) < settle_seconds:
+    if object_uris.is_remote(model.base_path):
+        if cache is None:
+            raise errors.invalid_argument(f"No model cache for base path {model.base_path}")
+        found = {v: _Found(r.is_complete(), r.last_change(), cache.local_path(r), r)
+                 for v, r in cache.list_versions(model.base_path).items()}
+    else:
+        found = {v: _Found(is_complete(p), None, p, None)
+                 for v, p in numeric_version_dirs(model.base_path).items()}
+    complete = {v: f for v, f in found.items() if f.complete}
+    for version in sorted(found.keys() - complete.keys()):
+        entry = found[version]
+        changed = entry.changed if entry.changed is not None else last_change(entry.path)
+        if now - changed < settle_seconds:
             log.info("Version %d of model %s is not completely written yet; waiting", version,
                      model.name)
             continue
         log.warning("Version %d of model %s is not a complete SavedModel and has not changed "
                     "for %g s; loading it as it is", version, model.name, settle_seconds)
-        complete[version] = path
+        complete[version] = entry
+    return [AspiredVersion(v, complete[v].path, complete[v].remote)
+            for v in _chosen(model, set(complete))]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    complete: bool
+    changed: float | None  # None: ask the file system when it is needed
+    path: Path
+    remote: RemoteVersion | None
+
+
+def _chosen(model: model_server_config_pb2.ModelConfig, complete: set[int]) -> list[int]:
     policy = model.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice == "all":
-        chosen = sorted(complete, reverse=True)
-    elif choice == "specific":
+        return sorted(complete, reverse=True)
+    if choice == "specific":
         wanted = list(policy.specific.versions)
         for version in wanted:
             if version not in complete:
                 log.warning("Version %d of model %s is not available on disk", version, model.name)
-        chosen = sorted((v for v in set(wanted) if v in complete), reverse=True)
-    else:
-        count = max(policy.latest.num_versions, 1) if choice == "latest" else 1
-        chosen = sorted(complete, reverse=True)[:count]
-    return [AspiredVersion(version, complete[version]) for version in chosen]
+        return sorted((v for v in set(wanted) if v in complete), reverse=True)
+    count = max(policy.latest.num_versions, 1) if choice == "latest" else 1
+    return sorted(complete, reverse=True)[:count]

@@ -8,7 +8,7 @@ MODELS := build/models
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 
-.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins chart-crds cluster bench fuzz clean
+.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins store-emulators chart-crds cluster bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@echo ">> creating virtualenv $(VENV) and installing berth[server,operator,dev]"
@@ -62,7 +62,11 @@ k8s-bins:
 	@echo ">> control-plane, kubectl and helm binaries (built once, cached under ~/.cache/berth)"
 	tools/build-k8s-bins.sh
 
-test: $(STAMP) lint lint-docker protos-check k8s-bins
+store-emulators:
+	@echo ">> moto (S3), fake-gcs-server and Azurite for the object-store tests (cached under ~/.cache/berth)"
+	PYTHON=$(PYTHON) tools/build-store-emulators.sh
+
+test: $(STAMP) lint lint-docker protos-check k8s-bins store-emulators
 	@echo ">> pytest"
 	$(BIN)/pytest -q -ra
 

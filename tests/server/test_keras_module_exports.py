@@ -109,3 +109,34 @@ def test_bad_input_is_refused_in_tf_servings_words(server: ServerProcess) -> Non
     reply = post(server.rest_port, "/v1/models/mlp:predict", {"instances": [[1.0, 2.0]]})
     assert reply.status == 400, reply.body
     assert "<class" not in reply.error and "Internal error" not in reply.error
+
+
+def _export_with_a_variable_left_out(path: Path) -> None:
+    """A TF1 export whose checkpoint lacks `b`, which its signature reads: no loader can
+    restore it, and a session would answer every request with an error (or nothing)."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        x = v1.placeholder(tf.float32, [None], name="x")
+        a = v1.get_variable("a", initializer=2.0, use_resource=True)
+        b = v1.get_variable("b", initializer=3.0, use_resource=True)
+        y = tf.identity(a * x + b, name="y")
+        session.run(v1.global_variables_initializer())
+        builder = v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], saver=v1.train.Saver(var_list=[a]),
+            signature_def_map={"serving_default": v1.saved_model.predict_signature_def(
+                {"x": x}, {"y": y})})
+        builder.save()
+
+
+def test_a_version_whose_signatures_read_unrestored_variables_is_never_available(
+        tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
+    _export_with_a_variable_left_out(tmp_path / "broken" / "1")
+    server = start_server(f"--model_base_path={tmp_path / 'broken'}", "--model_name=broken",
+                          "--max_num_load_retries=0", wait=False)
+    assert server.process.wait(timeout=120) == 1
+    log = server.log()
+    assert "read 1 variables that neither the session loader nor the object loader restored " \
+           "(e.g. b); the version cannot serve" in log
+    assert "Failed to start server" in log

@@ -80,6 +80,12 @@ class SavedModel:
                         len(unset), unset[0])
             self._session.close()
             self._object_graph = tf.saved_model.load(str(path), tags=list(tags))
+            still_unset = self._unset_object_graph_variables()
+            if still_unset:  # served, every request would fail (or answer nothing)
+                raise errors.failed_precondition(
+                    f"The signatures of {path} read {len(still_unset)} variables that neither "
+                    f"the session loader nor the object loader restored (e.g. {still_unset[0]}); "
+                    "the version cannot serve")
 
     def _uninitialized_variables(self) -> list[str]:
         """Resource variables that a signature reads and the restore left unset."""
@@ -91,6 +97,18 @@ class SavedModel:
         done = self._session.run(checks)
         return [op.get_attr("shared_name").decode() or op.name
                 for op, initialized in zip(handles, done, strict=True) if not initialized]
+
+    def _unset_object_graph_variables(self) -> list[str]:
+        """Variables the object loader's signatures read and left unset (a TF1 export whose
+        checkpoint lacks them, say)."""
+        unset = set()
+        for function in self._object_graph.signatures.values():
+            for handle, placeholder in function.graph.captures:
+                read = any(consumer.type == "ReadVariableOp"
+                           for consumer in placeholder.consumers())
+                if read and not tf.raw_ops.VarIsInitializedOp(resource=handle):
+                    unset.add(placeholder.name.split(":")[0])
+        return sorted(unset)
 
     def _variables_read(self) -> list[tf.Operation]:
         """The VarHandleOps the signatures' outputs depend on (an export may hold others)."""

@@ -38,6 +38,7 @@ from berth_server.rest import body as rest_body
 from berth_server.rest import connections as rest_connections
 from berth_server.rest import front as rest_front
 from berth_server.rpc import interceptor as rpc_interceptor
+from berth_server.rpc import profiler as rpc_profiler
 from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
 from berth_server.servables import saved_model, tensor_protos, warmup
@@ -219,6 +220,11 @@ async def _start_grpc(opts: ServerOptions, service: InferenceService,
         from berth_server.rpc import health as rpc_health
 
         await rpc_health.add_service(server)
+    if opts.enable_profiler:
+        port = rpc_profiler.add_service(server)
+        if opts.bind_address:
+            log.warning("TensorFlow's profiler server listens on every interface at port %d, "
+                        "whatever --bind_address says; --enable_profiler=false closes it", port)
     host = f"[{opts.bind_address}]" if ":" in opts.bind_address else opts.bind_address or "[::]"
     for address in ([f"{host}:{opts.port}"] if opts.port else []) + (
             [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):

@@ -20,9 +20,9 @@ from berth_server.batching.tensors import Tensors
 from berth_server.core.aspired_versions_manager import Lease
 from berth_server.options import ServerOptions
 from berth_server.servables import inference
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 
-_QueueKey = tuple[SavedModel, str, tuple[str, ...], tuple[str, ...], tuple[object, ...]]
+_QueueKey = tuple[Servable, str, tuple[str, ...], tuple[str, ...], tuple[object, ...]]
 
 
 def _execute(key: _QueueKey, inputs: dict[str, object]) -> Tensors:
@@ -48,7 +48,7 @@ class BatchingRunner:
             Any, parameters.BatchingParameters] = weakref.WeakKeyDictionary()
         self._clock = self.scheduler.clock
 
-    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         servable = lease.servable
         params = self._params_for(servable) if self._per_model else self._params
@@ -63,7 +63,7 @@ class BatchingRunner:
         self.scheduler.schedule(key, inputs, size, deadline, future, params)
         return await future
 
-    def _params_for(self, servable: SavedModel) -> parameters.BatchingParameters:
+    def _params_for(self, servable: Servable) -> parameters.BatchingParameters:
         params = self._model_params.get(servable)
         if params is None:
             params = parameters.for_model(servable.path, self._params)

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from berth_server import errors
 from berth_server.servables import example_inputs, inference, tensor_protos
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000
 
 
-def replay(model: SavedModel, version_dir: Path, *, iterations: int = 1) -> int:
+def replay(model: Servable, version_dir: Path, *, iterations: int = 1) -> int:
     """Run every warmup record `iterations` times; returns how many records were read."""
     path = version_dir / WARMUP_FILE
     if not path.exists():
@@ -56,7 +56,7 @@ def _parse(record: bytes) -> prediction_log_pb2.PredictionLog:
         raise errors.invalid_argument("Failed to parse PredictionLog from warmup record") from None
 
 
-def _plans(model: SavedModel, entry: prediction_log_pb2.PredictionLog) -> list[inference.Plan]:
+def _plans(model: Servable, entry: prediction_log_pb2.PredictionLog) -> list[inference.Plan]:
     kind = entry.WhichOneof("log_type")
     signatures = model.signatures
     if kind == "predict_log":

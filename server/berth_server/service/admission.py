@@ -13,7 +13,7 @@ from berth_server import errors
 from berth_server.core.aspired_versions_manager import Lease
 from berth_server.observability.metrics import Metrics
 from berth_server.servables import inference
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 from berth_server.service.runners import Runner
 
 
@@ -24,7 +24,7 @@ class AdmissionRunner:
         self._max_inflight = max_inflight if max_inflight > 0 else 2**62
         self.inflight = 0
 
-    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         if self.inflight >= self._max_inflight:
             raise errors.unavailable(

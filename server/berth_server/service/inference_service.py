@@ -23,7 +23,7 @@ from berth_server.core.aspired_versions_manager import Lease
 from berth_server.core.server_core import ServerCore
 from berth_server.observability import request_record
 from berth_server.servables import inference
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 from berth_server.service.model_spec import ModelSpec
 from berth_server.service.runners import Runner
 
@@ -123,7 +123,7 @@ class InferenceService:
         return model_status.model_status(self._core.manager.statuses(name), name, version)
 
     @contextlib.contextmanager
-    def _lease(self, spec: ModelSpec) -> Iterator[Lease[SavedModel]]:
+    def _lease(self, spec: ModelSpec) -> Iterator[Lease[Servable]]:
         if not spec.name:
             raise errors.invalid_argument("ModelSpec has no name specified.")
         version = self._core.resolve_version(spec.name, spec.version, spec.label)
@@ -131,7 +131,7 @@ class InferenceService:
             request_record.note_version(lease.version)
             yield lease
 
-    async def _classify(self, lease: Lease[SavedModel], signature_name: str,
+    async def _classify(self, lease: Lease[Servable], signature_name: str,
                         examples: Sequence[bytes], timeout_ms: int) -> Result[Classifications]:
         plan = inference.plan_classify(lease.servable.signatures, signature_name, examples,
                                        check_method=self._check_method_names)
@@ -139,7 +139,7 @@ class InferenceService:
         return Result(lease.name, lease.version, plan.signature_name,
                       Classifications(inference.classify_result(outputs, len(examples))))
 
-    async def _regress(self, lease: Lease[SavedModel], signature_name: str,
+    async def _regress(self, lease: Lease[Servable], signature_name: str,
                        examples: Sequence[bytes], timeout_ms: int) -> Result[Regressions]:
         plan = inference.plan_regress(lease.servable.signatures, signature_name, examples,
                                       check_method=self._check_method_names)

@@ -14,13 +14,13 @@ from typing import Protocol
 from berth_server import errors
 from berth_server.core.aspired_versions_manager import Lease
 from berth_server.servables import inference
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 
 
 class Runner(Protocol):
     """Runs one plan on one leased version; `timeout_ms` <= 0 means no deadline."""
 
-    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs: ...
 
 
@@ -30,7 +30,7 @@ class ThreadRunner:
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
 
-    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         work = asyncio.get_running_loop().run_in_executor(
             self._executor, lease.servable.run, plan.signature_name, plan.inputs,

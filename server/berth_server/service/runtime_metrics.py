@@ -14,7 +14,7 @@ from berth_server.core.aspired_versions_manager import Lease
 from berth_server.observability import request_record
 from berth_server.observability.metrics import Metrics
 from berth_server.servables import inference
-from berth_server.servables.saved_model import SavedModel
+from berth_server.servables.servable import Servable
 from berth_server.service.runners import Runner
 
 _API = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
@@ -25,7 +25,7 @@ class RuntimeMetricsRunner:
         self._inner = inner
         self._metrics = metrics
 
-    async def __call__(self, lease: Lease[SavedModel], plan: inference.Plan, timeout_ms: int,
+    async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
         record = request_record.current.get()
         if record is None:

@@ -56,6 +56,8 @@ class ServerOptions:
     load_retry_interval_micros: int = 60_000_000
     enable_signature_method_name_check: bool = False
     enable_serialization_as_tensor_content: bool = False
+    enable_profiler: bool = True
+    prefer_tflite_model: bool = False
     # Accepted for command-line compatibility; they tune parts of TF Serving Berth does not have
     # (its thread pools: REST and gRPC share one event loop here, and loads and unloads share
     # the --num_load_threads pool).
@@ -64,11 +66,9 @@ class ServerOptions:
     num_unload_threads: int = 0
     flush_filesystem_caches: bool = True
     remove_unused_fields_from_bundle_metagraph: bool = True
-    enable_profiler: bool = True
     platform_config_file: str = ""
     tensorflow_session_config_file: str = ""
     use_alts_credentials: bool = False
-    prefer_tflite_model: bool = False
     num_tflite_pools: int = 1
     num_tflite_interpreters_per_pool: int = 1
     thread_pool_factory_config_file: str = ""

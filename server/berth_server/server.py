@@ -41,9 +41,11 @@ from berth_server.rpc import interceptor as rpc_interceptor
 from berth_server.rpc import profiler as rpc_profiler
 from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
-from berth_server.servables import saved_model, tensor_protos, warmup
+from berth_server.servables import saved_model, tensor_protos, tflite_model, warmup
+from berth_server.servables.servable import Servable
 from berth_server.service import admission, runners, runtime_metrics
 from berth_server.service.inference_service import InferenceService
+from berth_server.storage import saved_model_layout
 from berth_server.storage.version_cache import VersionCache
 
 log = logging.getLogger("berth_server")
@@ -59,11 +61,16 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
     config = saved_model.session_config(
         intra_op=intra, inter_op=inter, gpu_memory_fraction=opts.per_process_gpu_memory_fraction)
 
-    def load(servable_id: ServableId) -> saved_model.SavedModel:
+    def load(servable_id: ServableId) -> Servable:
         if opts.enable_batching and opts.enable_per_model_batching_parameters:
             # As in TF Serving, an invalid batching_params.pbtxt fails the version's load.
             batching_parameters.check_model_file(servable_id.path)
-        model = saved_model.SavedModel(servable_id.path, tags=opts.tags, config=config)
+        model: Servable
+        tflite = servable_id.path / saved_model_layout.TFLITE_FILE
+        if opts.prefer_tflite_model and tflite.is_file():  # as TF Serving: TF Lite when present
+            model = tflite_model.TfLiteModel(servable_id.path, num_threads=intra or None)
+        else:
+            model = saved_model.SavedModel(servable_id.path, tags=opts.tags, config=config)
         if opts.enable_model_warmup:
             started = time.perf_counter()
             try:

@@ -197,11 +197,11 @@ def test_sigterm_ends_a_server_still_waiting_for_its_model(
 
 def test_a_version_that_will_never_be_a_saved_model_fails_startup_once_it_settles(
         tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
-    """A version holding only a model.tflite (or an old SessionBundle) is not half-written:
-    once it has not changed for --incomplete_version_wait_seconds it is loaded, and fails."""
+    """A version holding only an old SessionBundle is not half-written: once it has not
+    changed for --incomplete_version_wait_seconds it is loaded, and fails."""
     version = tmp_path / "m" / "1"
     version.mkdir(parents=True)
-    (version / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3")
+    (version / "export.meta").write_bytes(b"\x0a\x00")
     server = start_server(f"--model_base_path={tmp_path / 'm'}", "--model_name=m",
                           "--incomplete_version_wait_seconds=1", "--max_num_load_retries=0",
                           wait=False)

@@ -49,9 +49,9 @@ def numeric_version_dirs(base_path: str) -> dict[int, Path]:
 
 
 def is_complete(version_dir: Path) -> bool:
-    """True once a SavedModel is fully written: graph present, every variables shard present."""
+    """True once a version is fully written (`saved_model_layout`)."""
     sizes: dict[str, int] = {}
-    for name in saved_model_layout.GRAPH_FILES:
+    for name in (*saved_model_layout.GRAPH_FILES, saved_model_layout.TFLITE_FILE):
         if (version_dir / name).is_file():
             sizes[name] = (version_dir / name).stat().st_size
     variables = version_dir / "variables"
@@ -91,10 +91,10 @@ def aspired_versions(model: model_server_config_pb2.ModelConfig, *, settle_secon
                      now: float, cache: VersionCache | None = None) -> list[AspiredVersion]:
     """The versions `model`'s policy wants served now, highest first.
 
-    A version that is not a complete SavedModel waits for its copy (or upload) to finish, but
-    only while it keeps changing: after `settle_seconds` without a change it is handed over as
-    it is, so a version that will never be one (a `model.tflite` alone, an old SessionBundle)
-    fails its load as in TF Serving instead of keeping the model waiting.
+    A version that is not complete (`saved_model_layout`) waits for its copy (or upload) to
+    finish, but only while it keeps changing: after `settle_seconds` without a change it is
+    handed over as it is, so a version that will never be one (an old SessionBundle) fails its
+    load as in TF Serving instead of keeping the model waiting.
     """
     if object_uris.is_remote(model.base_path):
         if cache is None:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import machine, plot, report, suite, targets
+from bench import machine, report, suite, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = report.render(results)
     (args.out / f"{name}.md").write_text(markdown)
+    from bench import plot  # matplotlib: installed by _setup, so not importable before it
+
     plot.draw(results, args.out / f"{name}.png")
     print(markdown)
     print(f">> wrote {args.out}/{name}.md, .json and .png (server logs in {paths.logs_dir})")

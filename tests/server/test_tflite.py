@@ -9,6 +9,7 @@ tensors by name), and TF Lite's own signatures (what current converters write).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,3 +164,19 @@ def test_without_the_flag_a_tflite_version_fails_as_in_tf_serving(
                           "--max_num_load_retries=0", wait=False)
     assert server.process.wait(timeout=120) == 1
     assert "Failed to start server" in server.log()
+
+
+def test_with_batching_each_call_to_a_tflite_model_gets_its_own_rows(
+        models: Path, tmp_path: Path, start_server: Callable[..., ServerProcess]) -> None:
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 16 } batch_timeout_micros { value: 20000 }")
+    server = start_server(f"--model_config_file={models / 'models.config'}",
+                          "--prefer_tflite_model=true", "--enable_batching",
+                          f"--batching_parameters_file={batching}")
+    rows = [[float(index)] for index in range(12)]
+    with ThreadPoolExecutor(len(rows)) as pool:
+        replies = list(pool.map(lambda row: post(server.rest_port,
+                                                 "/v1/models/tflite_signatures:predict",
+                                                 {"instances": [row]}), rows))
+    assert [reply.json() for reply in replies] == [
+        {"predictions": [[0.5 * row[0] + 2.0]]} for row in rows]

@@ -87,6 +87,7 @@ class ServerOptions:
     incomplete_version_wait_seconds: float = 60.0  # an unchanging half-written version loads then
     enable_reload_config_rpc: bool = True  # HandleReloadConfigRequest; off: config by file only
     rest_api_enable_ssl: bool = False  # serve REST over TLS with --ssl_config_file
+    rest_api_open_while_loading: bool = False  # REST (health, readiness) up before models load
     # What the REST port holds at once (README "Hardening").
     rest_api_max_connections: int = dataclasses.field(default_factory=_default_max_connections)
     rest_api_max_header_bytes: int = 64 << 10  # request line and headers; more is 431

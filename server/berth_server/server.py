@@ -147,23 +147,29 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     batching = batching_runner.from_options(  # a bad batching file fails startup here
         opts, metrics=observability.metrics.batching if observability.metrics_path else None)
     background = [asyncio.ensure_future(core.poll_forever())]
+    # The runner chain: admission first (a refused request costs nothing), then runtime
+    # timing, then batching or a worker thread.
+    runner = admission.AdmissionRunner(
+        runtime_metrics.RuntimeMetricsRunner(
+            batching or runners.ThreadRunner(request_pool), observability.metrics),
+        observability.metrics, max_inflight=opts.max_inflight_requests)
+    service = InferenceService(core, runner,
+                               check_method_names=opts.enable_signature_method_name_check)
+    observer = observability.request_observer(core.has_model)
+    rest = None
     try:
+        if opts.rest_api_open_while_loading:  # probes get /healthz 200 and /readyz 503 meanwhile
+            rest = await _start_rest(opts, service, core, observability, observer, tls_config)
         if not await _until_stopped(core.reload(model_config.from_options(opts)), stop):
             log.info("Stopped while loading the models")
+            if rest is not None:
+                await _drain(opts, None, rest)
             return
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
-        # The runner chain: admission first (a refused request costs nothing), then runtime
-        # timing, then batching or a worker thread.
-        runner = admission.AdmissionRunner(
-            runtime_metrics.RuntimeMetricsRunner(
-                batching or runners.ThreadRunner(request_pool), observability.metrics),
-            observability.metrics, max_inflight=opts.max_inflight_requests)
-        service = InferenceService(core, runner,
-                                   check_method_names=opts.enable_signature_method_name_check)
-        observer = observability.request_observer(core.has_model)
         grpc_server = await _start_grpc(opts, service, core, observer, tls_config)
-        rest = await _start_rest(opts, service, core, observability, observer, tls_config)
+        if rest is None:
+            rest = await _start_rest(opts, service, core, observability, observer, tls_config)
         log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
         await stop.wait()
         log.info("Shutting down: finishing in-flight requests")
@@ -196,11 +202,11 @@ async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
     return False
 
 
-async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server,
+async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server | None,
                  rest: tuple[uvicorn.Server, asyncio.Task[None]] | None) -> None:
     """Stop accepting on both ports; in-flight requests get the grace period to finish."""
     grace = opts.shutdown_grace_period_seconds
-    waits = [grpc_server.stop(grace)]
+    waits: list[Awaitable[object]] = [grpc_server.stop(grace)] if grpc_server is not None else []
     if rest is not None:
         rest_server, rest_task = rest
         rest_server.should_exit = True

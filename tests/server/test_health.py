@@ -96,3 +96,28 @@ def test_readiness_follows_availability(tmp_path: Path, exported_models: Path,
     waiting.wait_for(lambda: get(server.rest_port, "/readyz").status,
                      until=lambda status: status == 200,
                      timeout_seconds=60, message="/readyz to answer 200 again")
+
+
+def test_with_rest_open_while_loading_probes_are_answered_before_the_model_is(
+        tmp_path: Path, exported_models: Path,
+        start_server: Callable[..., ServerProcess]) -> None:
+    """What a pod's probes need during a long load: liveness 200, readiness 503, then 200."""
+    base = tmp_path / "half_plus_two"
+    (base / "123" / "variables").mkdir(parents=True)  # a version still being copied
+    server = start_server(f"--model_base_path={base}", "--model_name=half_plus_two",
+                          "--file_system_poll_wait_seconds=1", "--rest_api_open_while_loading",
+                          wait=False)
+    server.wait_ready()  # the REST port, before any model
+    assert get(server.rest_port, "/healthz").status == 200
+    assert get(server.rest_port, "/readyz").status == 503
+    early = call(server.rest_port, "POST", "/v1/models/half_plus_two:predict",
+                 {"instances": [1.0]})
+    assert (early.status, early.error) == (
+        404, "Servable not found for request: Latest(half_plus_two)")
+    shutil.rmtree(base / "123")
+    shutil.copytree(exported_models / "half_plus_two" / "123", base / "123")
+    waiting.wait_for(lambda: get(server.rest_port, "/readyz").status,
+                     until=lambda status: status == 200, timeout_seconds=60,
+                     message="/readyz to answer 200 once the version loaded")
+    assert call(server.rest_port, "POST", "/v1/models/half_plus_two:predict",
+                {"instances": [1.0]}).json() == {"predictions": [2.5]}

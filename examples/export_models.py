@@ -59,12 +59,20 @@ def _staged(base_path: Path, version: int) -> Iterator[Path]:
     retired = base_path / f"{scratch.name}.old"
     try:
         yield scratch
+        _readable_by_all(scratch)
         if final.exists():
             final.rename(retired)
         scratch.rename(final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _readable_by_all(root: Path) -> None:
+    """mkdtemp makes a 0700 dir (and a umask may narrow the rest): open the version up to every
+    user, since servers run as their own uid (the server image's is 1000), not the exporter's."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 def write_warmup(version_dir: Path, requests: Iterable[predict_pb2.PredictRequest]) -> Path:

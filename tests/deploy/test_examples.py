@@ -129,3 +129,18 @@ def test_grafana_dashboard_is_importable_json_with_prometheus_queries() -> None:
             expr = target["expr"]
             assert expr.count("(") == expr.count(")"), expr
             assert ":tensorflow:serving:" in expr or ":berth:serving:" in expr
+
+
+def test_the_cpu_example_serves_a_version_the_exporter_writes_readable_by_the_server(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A uid-1000 server reads models exported by another user (root, in a job or by hand)."""
+    from examples import export_models
+
+    cpu = model_deployments()["cpu"]["spec"]
+    base = tmp_path / cpu["model"]["name"]
+    version_dir = export_models.EXPORTERS[cpu["model"]["name"]](base)
+    assert version_dir == base / str(cpu["stable"]["version"])
+    for path in [version_dir, *version_dir.rglob("*")]:
+        needed = 0o005 if path.is_dir() else 0o004  # others may list and enter, or read
+        assert path.stat().st_mode & needed == needed, path

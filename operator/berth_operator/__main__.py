@@ -44,6 +44,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=settings.Options.resync_seconds,
         help="how often each ModelDeployment is re-checked",
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=settings.Options.drain_seconds,
+        help="how long a leaving canary stays up at weight 0 before it is deleted",
+    )
+    parser.add_argument(
+        "--server-image",
+        default=settings.ServerImages.cpu,
+        help="server image of ModelDeployments without GPUs and without spec.server.image",
+    )
+    parser.add_argument(
+        "--server-gpu-image",
+        default=settings.ServerImages.gpu,
+        help="server image of ModelDeployments with resources.gpu > 0, unless spec.server.image",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every reconcile step")
     parser.add_argument("--debug", action="store_true", help="log kopf's internals too")
     return parser.parse_args(argv)
@@ -63,7 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.verbose or args.debug):
         logging.getLogger("kopf.objects").addFilter(QuietResync())
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings.Options(resync_seconds=args.resync_seconds))
+    handlers.register(
+        registry,
+        settings.Options(
+            resync_seconds=args.resync_seconds,
+            drain_seconds=args.drain_seconds,
+            images=settings.ServerImages(cpu=args.server_image, gpu=args.server_gpu_image),
+        ),
+    )
     kopf.run(
         registry=registry,
         clusterwide=args.all_namespaces,

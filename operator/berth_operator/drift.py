@@ -3,7 +3,8 @@
 The reconciler applies a child only when this says it drifted, so a steady ModelDeployment costs
 no API writes. "Carries" means: every field of the desired object is present in the live one with
 an equal value; fields the API server or other controllers add are ignored. Quantities compare by
-value ("1" equals 1, "500m" equals "0.5") because the API server normalises them.
+value ("1" equals 1, "500m" equals "0.5") because the API server normalises them. A ConfigMap's
+`data` is the exception: a live key the desired object no longer holds is drift too.
 """
 
 from decimal import Decimal, InvalidOperation
@@ -11,15 +12,25 @@ from typing import Any
 
 
 def carries(live: Any, desired: Any) -> bool:
+    """Whether `live` holds every field of `desired` (and no key `desired["data"]` dropped)."""
+    data = desired.get("data") if isinstance(desired, dict) else None
+    if isinstance(data, dict) and not (
+        isinstance(live, dict) and set(live.get("data") or {}) == set(data)
+    ):
+        return False
+    return _carries(live, desired)
+
+
+def _carries(live: Any, desired: Any) -> bool:
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
-            key in live and carries(live[key], value) for key, value in desired.items()
+            key in live and _carries(live[key], value) for key, value in desired.items()
         )
     if isinstance(desired, list):
         return (
             isinstance(live, list)
             and len(live) == len(desired)
-            and all(carries(a, b) for a, b in zip(live, desired, strict=True))
+            and all(_carries(a, b) for a, b in zip(live, desired, strict=True))
         )
     if live == desired:
         return True

@@ -11,6 +11,8 @@ last status written (the watch may not have delivered it yet when the next check
 
 import asyncio
 import copy
+import dataclasses
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -18,7 +20,19 @@ from typing import Any, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from berth_operator import drift, kinds, kubeapi, naming, render, rollout, routes, spec
+from berth_operator import (
+    configfiles,
+    drift,
+    kinds,
+    kubeapi,
+    naming,
+    render,
+    rollout,
+    route_status,
+    routes,
+    spec,
+    tracks,
+)
 from berth_operator import settings as operator_settings
 
 Key = tuple[str, str, str]
@@ -27,7 +41,7 @@ Key = tuple[str, str, str]
 def register(registry: kopf.OperatorRegistry, options: operator_settings.Options) -> None:
     """Declare every handler on `registry` (nothing is registered at import time)."""
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    kopf.on.startup(registry=registry)(startup)
+    kopf.on.startup(registry=registry, id="startup")(functools.partial(startup, options=options))
     kopf.on.probe(id="writes", registry=registry)(probe_writes)
     for child in kinds.CHILDREN:
         kopf.index(
@@ -48,10 +62,16 @@ def _index_id(child: kinds.Kind) -> str:
     return f"children_{child.plural}"
 
 
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    options: operator_settings.Options,
+    **_: Any,
+) -> None:
     operator_settings.configure(settings)
     kubeapi.load_config()
     memo.client = kubeapi.Client()
+    memo.options = options
 
 
 def probe_writes(memo: kopf.Memo, **_: Any) -> int:
@@ -107,17 +127,35 @@ async def _reconcile(
         )
         return
     live = _children(namespace, name, indexes)
+    options: operator_settings.Options = memo.options
+    live_routes = [obj for key, obj in live.items() if key[:2] in _ROUTE_TYPES]
     decision = rollout.decide(
         md,
         generation=generation,
         now=now,
         previous=previous,
-        stable=rollout.observe(live.get(_deployment_key(name, "stable"))),
-        canary=rollout.observe(live.get(_deployment_key(name, "canary"))),
+        stable=tracks.observe(live.get(_deployment_key(name, "stable"))),
+        canary=tracks.observe(live.get(_deployment_key(name, "canary"))),
         url=routes.url(md, name, namespace),
+        route_problems=route_status.problems(
+            route for route in live_routes if route["kind"] != kinds.VIRTUAL_SERVICE.kind
+        ),
+        routes_drained=route_status.drained(live_routes, naming.track_name(name, "canary")),
+        drain_seconds=options.drain_seconds,
     )
     owner = render.Owner(name=name, namespace=namespace, uid=meta["uid"])
-    desired = render.children(md, owner, canary_on=decision.canary_on, weight=decision.weight)
+    mounted = configfiles.still_mounted(
+        live.get(_config_map_key(name)),
+        [obj for key, obj in live.items() if key[:2] == _DEPLOYMENT_TYPE],
+    )
+    desired = render.children(
+        dataclasses.replace(md, canary=decision.canary),
+        owner,
+        canary_on=decision.canary_on,
+        weight=decision.weight,
+        mounted=mounted,
+        images=options.images,
+    )
     failures = await _converge(client, logger, namespace, desired, live)
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
@@ -166,8 +204,18 @@ def _key(obj: Mapping[str, Any]) -> Key:
     return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
 
 
+_DEPLOYMENT_TYPE = (kinds.DEPLOYMENT.api_version, kinds.DEPLOYMENT.kind)
+_ROUTE_TYPES = {
+    (k.api_version, k.kind) for k in (kinds.HTTP_ROUTE, kinds.GRPC_ROUTE, kinds.VIRTUAL_SERVICE)
+}
+
+
 def _deployment_key(owner: str, track: naming.Track) -> Key:
-    return (kinds.DEPLOYMENT.api_version, kinds.DEPLOYMENT.kind, naming.track_name(owner, track))
+    return (*_DEPLOYMENT_TYPE, naming.track_name(owner, track))
+
+
+def _config_map_key(owner: str) -> Key:
+    return (kinds.CONFIG_MAP.api_version, kinds.CONFIG_MAP.kind, naming.config_map_name(owner))
 
 
 async def _write_status(

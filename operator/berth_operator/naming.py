@@ -19,7 +19,6 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_OWNER = f"{GROUP}/modeldeployment"
 LABEL_TRACK = f"{GROUP}/track"
 LABEL_VERSION = f"{GROUP}/version"
-ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -32,6 +31,8 @@ SERVER_USER_ID = 1000
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
+LIVENESS_PATH = "/healthz"
+"""The server's liveness path: 200 once its REST port is open (after every model has loaded)."""
 READINESS_PATH = "/readyz"
 """The server's readiness path: 200 only once every configured model has an AVAILABLE version.
 

@@ -20,11 +20,29 @@ class PluginError(Exception):
 
 
 def promote_patch(md: Mapping[str, Any]) -> dict[str, Any]:
-    """The canary becomes stable and the canary track goes away."""
+    """The canary becomes stable and leaves the spec; the operator keeps its track serving until
+    the stable track runs its version everywhere. Only a canary whose servers are all ready is
+    promoted: one the operator rolled back, or one still coming up, is refused."""
     canary = md.get("spec", {}).get("canary")
     if not canary:
         raise PluginError(f"{_name(md)} has no canary to promote")
-    return {"spec": {"stable": {"version": canary["version"]}, "canary": None}}
+    status = md.get("status", {})
+    version = canary["version"]
+    failed = status.get("rolledBackCanary") or {}
+    if failed.get("version") == version:
+        raise PluginError(
+            f"{_name(md)}: canary version {version} was rolled back by the operator "
+            f"({failed.get('reason', '')}); name another version or remove spec.canary"
+        )
+    observed = status.get("canary") or {}
+    wanted = int(canary.get("replicas", 1))
+    ready = int(observed.get("readyReplicas", 0)) if observed.get("version") == version else 0
+    if ready < wanted or "drainingSince" in observed:
+        raise PluginError(
+            f"{_name(md)}: canary version {version} is not ready ({ready}/{wanted} servers); "
+            "promote it once `kubectl berth status` shows every canary server ready"
+        )
+    return {"spec": {"stable": {"version": version}, "canary": None}}
 
 
 def rollback_patch(md: Mapping[str, Any], to_revision: int | None) -> dict[str, Any]:

@@ -2,13 +2,28 @@
 
 Contract with the server: flags and file paths below are tensorflow_model_server's; the pods run
 non-root with a read-only root filesystem, so the only writable path is an emptyDir on /tmp.
+
+Probes and shutdown follow the server's lifecycle: it loads every model before it opens its
+ports, so the startupProbe on /healthz carries the load time (spec.server.startupTimeoutSeconds)
+and liveness starts after it; /readyz gates traffic. At termination the preStop sleep lets
+endpoints and routers stop sending before SIGTERM, then the server drains in-flight requests.
 """
 
+import math
 from typing import Any
 
-from berth_operator import kinds, naming, spec
+from berth_operator import configfiles, kinds, naming, settings, spec
 
 Manifest = dict[str, Any]
+
+PROBE_PERIOD_SECONDS = 5
+ENDPOINT_DRAIN_SECONDS = 10
+"""preStop sleep: kube-proxy, gateways and meshes learn of a terminating endpoint within seconds;
+requests sent in that window still reach a server that accepts them."""
+SHUTDOWN_GRACE_SECONDS = 10
+"""--shutdown_grace_period_seconds: in-flight requests get this long after SIGTERM."""
+EXIT_MARGIN_SECONDS = 5
+"""Time after the grace period for unloading models and exiting before SIGKILL."""
 
 GPU_TOLERATION: Manifest = {
     "key": naming.GPU_RESOURCE,
@@ -26,13 +41,14 @@ def server_args(md: spec.ModelDeploymentSpec) -> list[str]:
         f"--model_config_file_poll_wait_seconds={md.server.config_poll_seconds}",
         # The ConfigMap is the pod's model list; nobody who reaches the gRPC port may swap it.
         "--enable_reload_config_rpc=false",
+        f"--shutdown_grace_period_seconds={SHUTDOWN_GRACE_SECONDS}",
     ]
     if md.batching is not None:
         args += ["--enable_batching", f"--batching_parameters_file={naming.BATCHING_CONFIG_FILE}"]
     return args + list(md.server.args)
 
 
-def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
+def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Manifest:
     env: list[Manifest] = []
     if md.resources.gpu:
         env.append({"name": "TF_FORCE_GPU_ALLOW_GROWTH", "value": "true"})
@@ -46,24 +62,29 @@ def container(md: spec.ModelDeploymentSpec, version: int) -> Manifest:
         mounts[0]["subPath"] = md.storage.sub_path
     body: Manifest = {
         "name": "server",
-        "image": md.server.image,
+        "image": images.choose(image=md.server.image, gpus=md.resources.gpu),
         "command": [naming.SERVER_COMMAND],
         "args": server_args(md),
         "ports": [
             {"name": "grpc", "containerPort": naming.GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": naming.REST_PORT, "protocol": "TCP"},
         ],
+        "startupProbe": {
+            "httpGet": {"path": naming.LIVENESS_PATH, "port": "http"},
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": math.ceil(md.server.startup_timeout_seconds / PROBE_PERIOD_SECONDS),
+        },
         "readinessProbe": {
             "httpGet": {"path": naming.READINESS_PATH, "port": "http"},
-            "periodSeconds": 5,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
             "failureThreshold": 3,
         },
         "livenessProbe": {
-            "tcpSocket": {"port": "grpc"},
-            "initialDelaySeconds": 10,
+            "httpGet": {"path": naming.LIVENESS_PATH, "port": "http"},
             "periodSeconds": 10,
-            "failureThreshold": 6,
+            "failureThreshold": 3,
         },
+        "lifecycle": {"preStop": {"sleep": {"seconds": ENDPOINT_DRAIN_SECONDS}}},
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": naming.SERVER_USER_ID,
@@ -94,7 +115,7 @@ def _resources(resources: spec.Resources) -> Manifest:
     return out
 
 
-def _volumes(md: spec.ModelDeploymentSpec, owner: str, track: naming.Track) -> list[Manifest]:
+def _volumes(md: spec.ModelDeploymentSpec, owner: str, version: int) -> list[Manifest]:
     if isinstance(md.storage, spec.PvcSource):
         model: Manifest = {
             "name": "model",
@@ -102,9 +123,7 @@ def _volumes(md: spec.ModelDeploymentSpec, owner: str, track: naming.Track) -> l
         }
     else:
         model = {"name": "model", "hostPath": {"path": md.storage.path, "type": "Directory"}}
-    items = [{"key": f"{track}.models.config", "path": "models.config"}]
-    if md.batching is not None:
-        items.append({"key": "batching.config", "path": "batching.config"})
+    items = [{"key": f.key, "path": f.path} for f in configfiles.track_files(md, version)]
     config = {
         "name": "config",
         "configMap": {"name": naming.config_map_name(owner), "items": items},
@@ -113,7 +132,7 @@ def _volumes(md: spec.ModelDeploymentSpec, owner: str, track: naming.Track) -> l
 
 
 def pod_spec(
-    md: spec.ModelDeploymentSpec, owner: str, track: naming.Track, version: int
+    md: spec.ModelDeploymentSpec, owner: str, version: int, images: settings.ServerImages
 ) -> Manifest:
     tolerations = [dict(t) for t in md.scheduling.tolerations]
     if md.resources.gpu and GPU_TOLERATION not in tolerations:
@@ -126,8 +145,11 @@ def pod_spec(
             "fsGroup": naming.SERVER_USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container(md, version)],
-        "volumes": _volumes(md, owner, track),
+        "containers": [container(md, images)],
+        "volumes": _volumes(md, owner, version),
+        "terminationGracePeriodSeconds": (
+            ENDPOINT_DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + EXIT_MARGIN_SECONDS
+        ),
     }
     if md.scheduling.node_selector:
         pod["nodeSelector"] = dict(md.scheduling.node_selector)
@@ -145,7 +167,7 @@ def deployment(
     *,
     version: int,
     replicas: int | None,
-    config_hash: str,
+    images: settings.ServerImages,
 ) -> Manifest:
     """replicas None leaves the count to the HorizontalPodAutoscaler."""
     selector = naming.track_selector(owner, track)
@@ -161,11 +183,8 @@ def deployment(
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {naming.ANNOTATION_CONFIG_HASH: config_hash},
-                },
-                "spec": pod_spec(md, owner, track, version),
+                "metadata": {"labels": labels},
+                "spec": pod_spec(md, owner, version, images),
             },
         },
     }

@@ -5,13 +5,14 @@ the cluster and deletes owned objects that are not in the list (a removed canary
 no longer asked for, routes of a provider that was switched off).
 """
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from berth_operator import kinds, naming, pods, routes, serverconfig, spec
+from berth_operator import configfiles, kinds, naming, pods, routes, settings, spec
 
 Manifest = dict[str, Any]
+DEFAULT_IMAGES = settings.ServerImages()
 
 
 @dataclass(frozen=True)
@@ -24,26 +25,35 @@ class Owner:
 
 
 def children(
-    md: spec.ModelDeploymentSpec, owner: Owner, *, canary_on: bool, weight: int
+    md: spec.ModelDeploymentSpec,
+    owner: Owner,
+    *,
+    canary_on: bool,
+    weight: int,
+    mounted: Mapping[str, str] | None = None,
+    images: settings.ServerImages = DEFAULT_IMAGES,
 ) -> list[Manifest]:
-    """Desired children; `canary_on` and `weight` come from the rollout decision."""
-    files = config_files(md, canary_on=canary_on)
-    objs: list[Manifest] = [_config_map(owner.name, files)]
+    """Desired children; `canary_on` and `weight` come from the rollout decision, `mounted` is
+    the config data live pods may still mount (`configfiles.still_mounted`), kept in the
+    ConfigMap next to the tracks' own files; `images` the operator's server images."""
     tracks: list[tuple[naming.Track, int, int | None]] = [
         ("stable", md.stable_version, None if md.autoscaling else md.replicas),
     ]
     if canary_on and md.canary is not None:
         tracks.append(("canary", md.canary.version, md.canary.replicas))
+    data = dict(mounted or {})
+    objs: list[Manifest] = []
     for track, version, replicas in tracks:
-        config_hash = _hash(files[f"{track}.models.config"], files.get("batching.config", ""))
+        data.update({f.key: f.text for f in configfiles.track_files(md, version)})
         objs.append(
             pods.deployment(
-                md, owner.name, track, version=version, replicas=replicas, config_hash=config_hash
+                md, owner.name, track, version=version, replicas=replicas, images=images
             )
         )
         objs.append(
             _service(naming.track_name(owner.name, track), naming.track_selector(owner.name, track))
         )
+    objs.insert(0, _config_map(owner.name, data))
     objs.append(_service(owner.name, {naming.LABEL_OWNER: owner.name}))
     objs += routes.RENDERERS[md.traffic.provider](
         md, owner.name, owner.namespace, weight, canary_on
@@ -54,29 +64,11 @@ def children(
     return [_owned(obj, owner) for obj in objs]
 
 
-def config_files(md: spec.ModelDeploymentSpec, *, canary_on: bool) -> dict[str, str]:
-    """ConfigMap data: one models.config per track, plus batching.config when batching is on."""
-    files = {"stable.models.config": serverconfig.models_config(md.model_name, md.stable_version)}
-    if canary_on and md.canary is not None:
-        files["canary.models.config"] = serverconfig.models_config(md.model_name, md.canary.version)
-    if md.batching is not None:
-        files["batching.config"] = serverconfig.batching_config(md.batching)
-    return files
-
-
-def _hash(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _config_map(owner: str, files: dict[str, str]) -> Manifest:
+def _config_map(owner: str, data: dict[str, str]) -> Manifest:
     return {
         **kinds.CONFIG_MAP.type_meta(),
         "metadata": {"name": naming.config_map_name(owner)},
-        "data": files,
+        "data": dict(sorted(data.items())),
     }
 
 

@@ -2,19 +2,20 @@
 
 Pure and level-based: it never remembers anything outside the status it returns, so a restarted
 operator picks up a rollout where the stored status left it. Rules:
-- the canary gets its weight only while all its servers are ready, otherwise 0;
-- a canary not ready within progressDeadlineSeconds of `status.canary.since` is rolled back by
-  the operator: its track is removed and `status.rolledBackCanary` keeps it off until the user
-  removes `spec.canary` or names another version (the spec is never edited by the operator);
-- each new stable version appends a revision to `status.history` (promotion and rollback alike).
+- each track's progress is measured from its last progress (`tracks`): a stable track that
+  misses its deadline marks the resource Degraded;
+- the canary's share, rollback, promotion cover and drain follow `canary`;
+- each new stable version appends a revision to `status.history` (promotion and rollback alike);
+- a route its Gateway refuses (`route_status`) makes the resource not Ready.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from datetime import datetime
+from typing import Literal, TypedDict
 
-from berth_operator import naming, spec
+from berth_operator import canary as canary_track
+from berth_operator import spec, tracks
 
 
 class Condition(TypedDict, total=False):
@@ -26,151 +27,77 @@ class Condition(TypedDict, total=False):
     observedGeneration: int
 
 
-class TrackStatus(TypedDict, total=False):
-    version: int
-    replicas: int
-    readyReplicas: int
-    since: str
-
-
 class Revision(TypedDict):
     revision: int
     version: int
     time: str
 
 
-class RolledBackCanary(TypedDict):
-    version: int
-    reason: str
-    message: str
-    time: str
-
-
 class Status(TypedDict, total=False):
     observedGeneration: int
     conditions: list[Condition]
-    stable: TrackStatus
-    canary: TrackStatus
-    rolledBackCanary: RolledBackCanary
+    stable: tracks.TrackStatus
+    canary: tracks.TrackStatus
+    rolledBackCanary: canary_track.RolledBackCanary
     weight: int
     url: str
     history: list[Revision]
 
 
 @dataclass(frozen=True)
-class Track:
-    """What a track's Deployment reports; built from the live object by `observe`."""
-
-    version: int | None
-    desired: int
-    replicas: int = 0
-    updated: int = 0
-    ready: int = 0
-    current: bool = True
-
-    def complete(self, version: int) -> bool:
-        """All servers run `version` and are ready; nothing of an older version is left."""
-        return (
-            self.current
-            and self.version == version
-            and self.updated >= self.desired
-            and self.ready >= self.desired
-            and self.replicas == self.desired
-        )
-
-    def on_version(self, version: int) -> tuple[int, int]:
-        """(servers, ready servers) running `version`. A Deployment reports readiness for all its
-        pods, old template included, so ready pods of the new template are counted as the ready
-        ones minus every old pod: a lower bound, exact once the old pods are gone."""
-        if self.version != version or not self.current:
-            return 0, 0
-        old_pods = max(0, self.replicas - self.updated)
-        return self.updated, max(0, self.ready - old_pods)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Decision:
     status: Status
-    canary_on: bool
+    canary: spec.Canary | None
+    """The canary track to render: the spec's, or one still draining or covering a promotion."""
     weight: int
-    events: list[Event] = field(default_factory=list)
+    events: list[canary_track.Event] = field(default_factory=list)
 
-
-def observe(deployment: Mapping[str, Any] | None) -> Track | None:
-    """Live Deployment → Track (None when it does not exist)."""
-    if deployment is None:
-        return None
-    meta, dspec, dstatus = (deployment.get(k) or {} for k in ("metadata", "spec", "status"))
-    version = (meta.get("labels") or {}).get(naming.LABEL_VERSION)
-    return Track(
-        version=int(version) if version and str(version).isdigit() else None,
-        desired=int(dspec.get("replicas", 1)),
-        replicas=int(dstatus.get("replicas", 0)),
-        updated=int(dstatus.get("updatedReplicas", 0)),
-        ready=int(dstatus.get("readyReplicas", 0)),
-        current=int(dstatus.get("observedGeneration", 0)) >= int(meta.get("generation", 0)),
-    )
-
-
-def timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    @property
+    def canary_on(self) -> bool:
+        return self.canary is not None
 
 
 def decide(
     md: spec.ModelDeploymentSpec,
     *,
     generation: int,
-    stable: Track | None,
-    canary: Track | None,
+    stable: tracks.Track | None,
+    canary: tracks.Track | None,
     previous: Status,
     now: datetime,
     url: str,
+    route_problems: Sequence[str] = (),
+    routes_drained: bool = True,
+    drain_seconds: float = canary_track.DRAIN_SECONDS,
 ) -> Decision:
-    """The next status and what to render; see the module docstring for the rules."""
-    events: list[Event] = []
+    """The next status and what to render; see the module docstring for the rules.
+    `route_problems`: what the traffic provider's controllers refuse (`route_status.problems`);
+    `routes_drained`: no live route sends to the canary any more (`route_status.drained`)."""
     status: Status = {"observedGeneration": generation, "url": url}
     status["history"] = _history(previous.get("history", []), md, now)
-    status["stable"] = _track_status(md.stable_version, stable, previous.get("stable"), now)
+    status["stable"] = tracks.track_status(md.stable_version, stable, previous.get("stable"), now)
     stable_done = stable is not None and stable.complete(md.stable_version)
-    stable_late = not stable_done and _past(
-        status["stable"]["since"], md.progress_deadline_seconds, now
+    stable_late = not stable_done and tracks.past(
+        status["stable"].get("progressTime", tracks.timestamp(now)),
+        md.progress_deadline_seconds,
+        now,
     )
-
-    canary_on, weight, canary_done = False, 0, True
-    failed = previous.get("rolledBackCanary")
-    if md.canary is not None and failed is not None and failed["version"] == md.canary.version:
-        status["rolledBackCanary"] = failed
-    elif md.canary is not None:
-        track = _track_status(md.canary.version, canary, previous.get("canary"), now)
-        canary_done = canary is not None and canary.complete(md.canary.version)
-        if canary_done:
-            canary_on, weight = True, md.canary.weight
-            status["canary"] = track
-        elif _past(track["since"], md.progress_deadline_seconds, now):
-            canary_done = True  # given up on: nothing is progressing any more
-            message = (
-                f"canary version {md.canary.version} was not ready within "
-                f"{md.progress_deadline_seconds}s; rolled back, traffic stays on stable "
-                f"version {md.stable_version}"
-            )
-            status["rolledBackCanary"] = {
-                "version": md.canary.version,
-                "reason": "ProgressDeadlineExceeded",
-                "message": message,
-                "time": timestamp(now),
-            }
-            events.append(Event("Warning", "CanaryRolledBack", message))
-        else:
-            canary_on = True
-            status["canary"] = track
-    status["weight"] = weight
+    step = canary_track.step(
+        md,
+        canary,
+        now,
+        before=previous.get("canary"),
+        failed=previous.get("rolledBackCanary"),
+        weight_before=previous.get("weight", 0),
+        stable_done=stable_done,
+    )
+    if step.track is not None and step.leaving:
+        step = canary_track.drain(step, now, drain_seconds=drain_seconds, drained=routes_drained)
+    if step.track is not None:
+        status["canary"] = step.track
+    if step.rolled_back is not None:
+        status["rolledBackCanary"] = step.rolled_back
+    status["weight"] = step.weight
     status["conditions"] = _conditions(
         md,
         previous.get("conditions", []),
@@ -179,10 +106,11 @@ def decide(
         stable=stable,
         stable_done=stable_done,
         stable_late=stable_late,
-        canary_done=canary_done,
+        canary_done=step.done,
         rolled_back=status.get("rolledBackCanary"),
+        route_problems=route_problems,
     )
-    return Decision(status=status, canary_on=canary_on, weight=weight, events=events)
+    return Decision(status=status, canary=step.render, weight=step.weight, events=step.events)
 
 
 def invalid(previous: Status, *, generation: int, error: spec.SpecError, now: datetime) -> Status:
@@ -214,21 +142,10 @@ def _history(
     out = list(history)
     if not out or out[-1]["version"] != md.stable_version:
         number = out[-1]["revision"] + 1 if out else 1
-        out.append({"revision": number, "version": md.stable_version, "time": timestamp(now)})
+        out.append(
+            {"revision": number, "version": md.stable_version, "time": tracks.timestamp(now)}
+        )
     return out[-md.revision_history_limit :]
-
-
-def _track_status(
-    version: int, observed: Track | None, previous: TrackStatus | None, now: datetime
-) -> TrackStatus:
-    same = previous is not None and previous.get("version") == version and "since" in previous
-    since = previous["since"] if same and previous is not None else timestamp(now)
-    replicas, ready = observed.on_version(version) if observed is not None else (0, 0)
-    return {"version": version, "replicas": replicas, "readyReplicas": ready, "since": since}
-
-
-def _past(since: str, deadline_seconds: int, now: datetime) -> bool:
-    return (now - datetime.fromisoformat(since)).total_seconds() > deadline_seconds
 
 
 def _conditions(
@@ -237,14 +154,19 @@ def _conditions(
     generation: int,
     now: datetime,
     *,
-    stable: Track | None,
+    stable: tracks.Track | None,
     stable_done: bool,
     stable_late: bool,
     canary_done: bool,
-    rolled_back: RolledBackCanary | None,
+    rolled_back: canary_track.RolledBackCanary | None,
+    route_problems: Sequence[str],
 ) -> list[Condition]:
     serving = stable is not None and stable.ready > 0
-    if serving:
+    if serving and route_problems:
+        ready = _condition(
+            old, "Ready", "False", "RouteNotAccepted", "; ".join(route_problems), generation, now
+        )
+    elif serving:
         ready = _condition(
             old,
             "Ready",
@@ -298,7 +220,8 @@ def _conditions(
             "Degraded",
             "True",
             "ProgressDeadlineExceeded",
-            f"stable version {md.stable_version} not ready within {md.progress_deadline_seconds}s",
+            f"stable version {md.stable_version} made no progress for "
+            f"{md.progress_deadline_seconds}s",
             generation,
             now,
         )
@@ -319,7 +242,7 @@ def _condition(
     """A condition whose lastTransitionTime moves only when its status does."""
     before = next((c for c in old if c.get("type") == kind), None)
     moved = before is None or before.get("status") != status or "lastTransitionTime" not in before
-    since = timestamp(now) if moved or before is None else before["lastTransitionTime"]
+    since = tracks.timestamp(now) if moved or before is None else before["lastTransitionTime"]
     return {
         "type": kind,
         "status": status,

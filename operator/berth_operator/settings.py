@@ -13,11 +13,29 @@ from berth_operator import naming
 
 
 @dataclass(frozen=True)
+class ServerImages:
+    """The server image a ModelDeployment gets when its spec.server.image is unset."""
+
+    cpu: str = "ghcr.io/berth-dev/berth-server:0.1.0"
+    """Dockerfile.server as built by default: TensorFlow without CUDA."""
+    gpu: str = "ghcr.io/berth-dev/berth-server:0.1.0-gpu"
+    """Dockerfile.server with TENSORFLOW_EXTRA=and-cuda, for servers that request GPUs."""
+
+    def choose(self, *, image: str | None, gpus: int) -> str:
+        """The spec's own image wins; else the GPU variant when GPUs are requested."""
+        return image or (self.gpu if gpus > 0 else self.cpu)
+
+
+@dataclass(frozen=True)
 class Options:
     resync_seconds: float = 10.0
     """How often each ModelDeployment is re-checked against its children (cached in memory by
     kopf indexes, so a check costs no API call). Bounds how long a deleted child stays missing and
     how late a canary's readiness or deadline is noticed."""
+    drain_seconds: float = 10.0
+    """How long a leaving canary (removed, rolled back, promoted) stays up at weight 0 once the
+    routes carry the 0: the time routers take to stop sending to it."""
+    images: ServerImages = ServerImages()
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

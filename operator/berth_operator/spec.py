@@ -74,10 +74,12 @@ class Resources:
 
 @dataclass(frozen=True)
 class Server:
-    image: str = "ghcr.io/berth-dev/berth-server:0.1.0"
+    image: str | None = None
+    """None: the operator's image for the ModelDeployment's resources (`settings.ServerImages`)."""
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
     config_poll_seconds: int = 30
+    startup_timeout_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Scheduling:
 class Traffic:
     provider: Provider = "gateway-api"
     parent_ref: Mapping[str, Any] | None = None
+    grpc_parent_ref: Mapping[str, Any] | None = None
     hostnames: tuple[str, ...] = ()
     gateways: tuple[str, ...] = ()
 
@@ -256,7 +259,7 @@ def _batching(raw: Mapping[str, Any]) -> Batching | None:
 
 def _server(raw: Mapping[str, Any]) -> Server:
     return Server(
-        image=str(raw.get("image", Server.image)),
+        image=str(raw["image"]) if raw.get("image") else Server.image,
         args=tuple(str(a) for a in raw.get("args", ())),
         env=tuple(dict(e) for e in raw.get("env", ())),
         config_poll_seconds=_int(
@@ -265,6 +268,13 @@ def _server(raw: Mapping[str, Any]) -> Server:
             "spec.server.configPollSeconds",
             minimum=1,
             default=Server.config_poll_seconds,
+        ),
+        startup_timeout_seconds=_int(
+            raw,
+            "startupTimeoutSeconds",
+            "spec.server.startupTimeoutSeconds",
+            minimum=1,
+            default=Server.startup_timeout_seconds,
         ),
     )
 
@@ -284,15 +294,25 @@ def _traffic(raw: Mapping[str, Any]) -> Traffic:
         raise SpecError(
             "spec.traffic.provider", f"{provider!r} is not one of {', '.join(PROVIDERS)}"
         )
-    parent = raw.get("parentRef")
-    if parent is not None and not _mapping(raw, "parentRef").get("name"):
-        raise SpecError("spec.traffic.parentRef.name", "required")
+    parents = {key: _parent_ref(raw, key) for key in ("parentRef", "grpcParentRef")}
+    if parents["grpcParentRef"] is not None and parents["parentRef"] is None:
+        raise SpecError("spec.traffic.grpcParentRef", "needs spec.traffic.parentRef")
     return Traffic(
         provider=cast(Provider, provider),
-        parent_ref=dict(parent) if parent is not None else None,
+        parent_ref=parents["parentRef"],
+        grpc_parent_ref=parents["grpcParentRef"],
         hostnames=tuple(str(h) for h in raw.get("hostnames", ())),
         gateways=tuple(str(g) for g in raw.get("gateways", ())),
     )
+
+
+def _parent_ref(raw: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    if raw.get(key) is None:
+        return None
+    parent = _mapping(raw, key, path=f"spec.traffic.{key}")
+    if not parent.get("name"):
+        raise SpecError(f"spec.traffic.{key}.name", "required")
+    return dict(parent)
 
 
 def _mapping(

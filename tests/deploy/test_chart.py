@@ -103,6 +103,20 @@ def test_operator_pod_is_non_root_read_only_without_capabilities_and_probed(
     assert container["image"] == "ghcr.io/berth-dev/berth-operator:0.1.0"
 
 
+def test_the_operator_gets_the_server_images_for_cpu_and_gpu_servers(
+    helm_env: dict[str, str],
+) -> None:
+    assert {
+        "--server-image=ghcr.io/berth-dev/berth-server:0.1.0",
+        "--server-gpu-image=ghcr.io/berth-dev/berth-server:0.1.0-gpu",
+    } <= set(operator_container(render(helm_env))["args"])
+    values = {"server": {"image": "registry/berth:2", "gpuImage": "registry/berth:2-gpu"}}
+    args = operator_container(render(helm_env, values))["args"]
+    assert {"--server-image=registry/berth:2", "--server-gpu-image=registry/berth:2-gpu"} <= set(
+        args
+    )
+
+
 def test_peering_runs_a_statefulset_whose_ordinals_are_distinct_priorities(
     helm_env: dict[str, str],
 ) -> None:

@@ -72,6 +72,43 @@ def test_server_image_keeps_tf_servings_contract() -> None:
     assert not recipe.runtime.all("CMD"), "extra docker run arguments append to the command"
 
 
+def installed_by_build(scratch: pathlib.Path, **build_args: str) -> list[str]:
+    """The arguments the server build stage gives `pip install`, with `build_args` set: its RUN
+    runs verbatim against stand-ins for python (venv, wheel) and the virtualenv's pip."""
+    recipe = dockerfile_recipe.parse(SERVER)
+    (run,) = recipe.build.all("RUN")
+    bin_dir, venv, wheels = scratch / "bin", scratch / "venv", scratch / "wheels"
+    for folder in (bin_dir, venv / "bin", wheels):
+        folder.mkdir(parents=True)
+    (wheels / "berth-0.1.0-py3-none-any.whl").touch()
+    (bin_dir / "python").write_text("#!/bin/sh\n")
+    (venv / "bin" / "pip").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {scratch / "pip.args"}\n')
+    for script in (bin_dir / "python", venv / "bin" / "pip"):
+        script.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
+        "WHEEL_DIR": str(wheels),
+        **{k: v for k, v in recipe.args.items() if k != "PYTHON_IMAGE"},
+        **build_args,
+    }
+    subprocess.run(["/bin/sh", "-c", run.value], env=env, cwd=scratch, check=True)
+    return (scratch / "pip.args").read_text().splitlines()
+
+
+def test_the_gpu_variant_adds_tensorflows_cuda_libraries_to_the_same_install(
+    tmp_path: pathlib.Path,
+) -> None:
+    wheel = str(tmp_path / "cpu" / "wheels" / "berth-0.1.0-py3-none-any.whl")
+    assert installed_by_build(tmp_path / "cpu") == ["install", f"{wheel}[server]"]
+    wheel = str(tmp_path / "gpu" / "wheels" / "berth-0.1.0-py3-none-any.whl")
+    assert installed_by_build(tmp_path / "gpu", TENSORFLOW_EXTRA="and-cuda") == [
+        "install",
+        f"{wheel}[server]",
+        "tensorflow[and-cuda]",
+    ]
+
+
 def build(path: pathlib.Path, scratch: pathlib.Path) -> tuple[Recipe, pathlib.Path]:
     recipe = dockerfile_recipe.parse(path)
     try:

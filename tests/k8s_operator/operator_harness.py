@@ -22,6 +22,7 @@ from kube_control_plane import ControlPlane
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "deploy" / "crds" / "modeldeployments.serving.berth.dev.yaml"
 RESYNC_SECONDS = 1.0
+DRAIN_SECONDS = 1.0
 PROBE_CACHE_SECONDS = 10.0  # kopf caches probe results this long
 STOP_GRACE_SECONDS = 15.0
 
@@ -164,6 +165,7 @@ class Operator:
             self.namespace,
             f"--liveness=http://127.0.0.1:{self.port}/healthz",
             f"--resync-seconds={RESYNC_SECONDS}",
+            f"--drain-seconds={DRAIN_SECONDS}",
             "--verbose",
         ]
         self._process = processes.start(

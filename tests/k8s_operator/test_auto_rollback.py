@@ -85,12 +85,15 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
     degraded = condition(md, "Degraded") or {}
     assert (degraded.get("status"), degraded.get("reason")) == ("True", "CanaryRolledBack")
     assert (condition(md, "Ready") or {}).get("status") == "True"
-    assert "canary" not in md["status"] and md["spec"]["canary"]["version"] == 2
+    assert md["spec"]["canary"]["version"] == 2 and md["status"]["weight"] == 0
     waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary") is None,
         timeout_seconds=30,
         message="canary Deployment removed",
         interval_seconds=0.5,
+    )
+    wait_status(
+        control_plane, namespace, "fraud", lambda s: "canary" not in s, what="canary drained"
     )
     assert backend_weights(control_plane, namespace, "fraud-http") == {"fraud-stable": 100}
     events = waiting.wait_for(

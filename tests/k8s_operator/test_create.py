@@ -45,6 +45,8 @@ def test_a_new_model_deployment_gets_its_children_and_becomes_ready(
     assert server["command"] == ["berth-server"]
     assert "--enable_batching" in server["args"]
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert server["image"] == "ghcr.io/berth-dev/berth-server:0.1.0-gpu"  # the CUDA variant
+    assert server["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
@@ -53,8 +55,9 @@ def test_a_new_model_deployment_gets_its_children_and_becomes_ready(
 
     config = get(control_plane, namespace, "configmap", "fraud-config")
     assert config is not None
-    assert "max_batch_size { value: 32 }" in config["data"]["batching.config"]
-    assert "versions: 1" in config["data"]["stable.models.config"]
+    items = {item["path"]: item["key"] for item in pod["volumes"][1]["configMap"]["items"]}
+    assert "max_batch_size { value: 32 }" in config["data"][items["batching.config"]]
+    assert "versions: 1" in config["data"][items["models.config"]]
     for kind, name in (
         ("service", "fraud"),
         ("service", "fraud-stable"),

@@ -10,7 +10,8 @@ def test_a_route_the_api_server_refuses_marks_the_model_deployment_degraded(
     control_plane: ControlPlane, namespace: str, berth_operator: Operator
 ) -> None:
     bad_parent = {"name": "ml", "sectionName": "Not A Listener Name"}  # Gateway API rejects it
-    apply(control_plane, namespace, model_deployment("fraud", traffic={"parentRef": bad_parent}))
+    traffic = {"parentRef": bad_parent, "grpcParentRef": bad_parent}
+    apply(control_plane, namespace, model_deployment("fraud", traffic=traffic))
 
     md = wait_status(
         control_plane,

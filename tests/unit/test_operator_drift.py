@@ -18,6 +18,8 @@ from berth_operator import drift
         ({"gpu": "1"}, {"gpu": 1}, True),
         ({"image": "a"}, {"image": "b"}, False),
         (None, {"a": 1}, False),
+        ({"data": {"k": "v", "old": "w"}}, {"data": {"k": "v"}}, False),
+        ({"data": {"k": "v"}, "extra": 1}, {"data": {"k": "v"}}, True),
     ],
 )
 def test_live_objects_carry_desired_fields_ignoring_server_additions(

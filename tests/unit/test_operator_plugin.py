@@ -15,6 +15,7 @@ MD: dict[str, Any] = {
             {"revision": 2, "version": 2, "time": "t2"},
         ],
         "stable": {"version": 2, "replicas": 1, "readyReplicas": 1},
+        "canary": {"version": 3, "replicas": 1, "readyReplicas": 1},
         "weight": 10,
         "conditions": [{"type": "Ready", "status": "True", "reason": "StableAvailable"}],
     },
@@ -24,6 +25,34 @@ NO_CANARY: dict[str, Any] = {**MD, "spec": {"stable": {"version": 2}}}
 
 def test_promote_makes_the_canary_stable_and_removes_it() -> None:
     assert plugin.promote_patch(MD) == {"spec": {"stable": {"version": 3}, "canary": None}}
+
+
+def test_promote_of_a_canary_the_operator_rolled_back_is_refused() -> None:
+    failed = {"version": 3, "reason": "ProgressDeadlineExceeded", "message": "m", "time": "t"}
+    rolled_back = {**MD, "status": {**MD["status"], "rolledBackCanary": failed}}
+    del rolled_back["status"]["canary"]
+    with pytest.raises(plugin.PluginError, match="rolled back by the operator"):
+        plugin.promote_patch(rolled_back)
+
+
+@pytest.mark.parametrize(
+    "observed",
+    [
+        None,
+        {"version": 3, "replicas": 2, "readyReplicas": 1},
+        {"version": 4, "replicas": 2, "readyReplicas": 2},
+        {"version": 3, "replicas": 2, "readyReplicas": 2, "drainingSince": "t"},
+    ],
+)
+def test_promote_of_a_canary_whose_servers_are_not_all_ready_is_refused(
+    observed: dict[str, Any] | None,
+) -> None:
+    spec = {**MD["spec"], "canary": {"version": 3, "weight": 10, "replicas": 2}}
+    status = {k: v for k, v in MD["status"].items() if k != "canary"}
+    if observed is not None:
+        status["canary"] = observed
+    with pytest.raises(plugin.PluginError, match="not ready"):
+        plugin.promote_patch({**MD, "spec": spec, "status": status})
 
 
 def test_promote_without_a_canary_is_refused() -> None:

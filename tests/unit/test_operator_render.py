@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from berth_operator import kinds, render, routes, spec
+from berth_operator import kinds, render, routes, settings, spec
 
 OWNER = render.Owner(name="fraud", namespace="ml", uid="uid-1")
 BASE: dict[str, Any] = {
@@ -57,6 +57,7 @@ def test_server_runs_with_tf_serving_flags_and_probes_the_model_version() -> Non
         "--model_config_file=/etc/berth/models.config",
         "--model_config_file_poll_wait_seconds=30",
         "--enable_reload_config_rpc=false",
+        "--shutdown_grace_period_seconds=10",
         "--enable_batching",
         "--batching_parameters_file=/etc/berth/batching.config",
     ]
@@ -64,6 +65,34 @@ def test_server_runs_with_tf_serving_flags_and_probes_the_model_version() -> Non
         "path": "/readyz",
         "port": "http",
     }
+
+
+def test_a_slow_model_load_is_covered_by_the_startup_probe_budget_from_the_spec() -> None:
+    container = server(children({**BASE, "server": {"startupTimeoutSeconds": 900}}))
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "initialDelaySeconds" not in container["livenessProbe"]
+
+
+def test_the_startup_budget_defaults_to_ten_minutes() -> None:
+    startup = server(children(BASE))["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 600
+
+
+def test_a_terminating_server_stops_receiving_before_it_stops_serving() -> None:
+    """preStop sleeps while endpoints and routers drop the pod; the grace period covers that
+    sleep plus the server's own drain of in-flight requests."""
+    objs = children(BASE)
+    container = server(objs)
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 5
+    drain = next(
+        int(a.split("=")[1]) for a in container["args"] if a.startswith("--shutdown_grace_period")
+    )
+    pod = objs["Deployment/fraud-stable"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > sleep + drain
 
 
 def test_batching_flags_are_absent_without_batching() -> None:
@@ -123,21 +152,58 @@ def test_scheduling_fields_reach_the_pod() -> None:
     assert pod["nodeSelector"] == {"pool": "gpu"} and pod["affinity"] == {"nodeAffinity": {}}
 
 
+def mounted_files(objs: dict[str, Any], track: str) -> dict[str, str]:
+    """File name → text as a pod of `track` sees them in its config volume."""
+    pod = objs[f"Deployment/fraud-{track}"]["spec"]["template"]["spec"]
+    (config,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    data = objs["ConfigMap/fraud-config"]["data"]
+    return {item["path"]: data[item["key"]] for item in config["configMap"]["items"]}
+
+
 def test_canary_track_gets_its_own_deployment_service_and_models_config() -> None:
     objs = children({**BASE, "canary": {"version": 4, "weight": 10}}, canary_on=True, weight=10)
     assert "Deployment/fraud-canary" in objs and "Service/fraud-canary" in objs
-    assert "versions: 4" in objs["ConfigMap/fraud-config"]["data"]["canary.models.config"]
-    volumes = objs["Deployment/fraud-canary"]["spec"]["template"]["spec"]["volumes"]
-    assert volumes[1]["configMap"]["items"] == [
-        {"key": "canary.models.config", "path": "models.config"}
-    ]
+    assert "versions: 4" in mounted_files(objs, "canary")["models.config"]
+    assert "versions: 3" in mounted_files(objs, "stable")["models.config"]
     assert objs["Deployment/fraud-canary"]["spec"]["replicas"] == 1
 
 
 def test_canary_is_not_rendered_when_the_rollout_turns_it_off() -> None:
     objs = children({**BASE, "canary": {"version": 4, "weight": 10}}, canary_on=False)
     assert "Deployment/fraud-canary" not in objs
-    assert "canary.models.config" not in objs["ConfigMap/fraud-config"]["data"]
+    assert not [t for t in objs["ConfigMap/fraud-config"]["data"].values() if "versions: 4" in t]
+
+
+def test_a_version_change_never_changes_a_file_an_existing_pod_mounts() -> None:
+    """The server re-reads models.config while it runs: the text under the key an old pod mounts
+    must stay as it was, and the new version must reach pods only through a new pod template."""
+    before = children({**BASE, "canary": {"version": 4}}, canary_on=True)
+    after = children({**BASE, "stable": {"version": 4}}, canary_on=False)
+    old_pod = before["Deployment/fraud-stable"]["spec"]["template"]
+    new_pod = after["Deployment/fraud-stable"]["spec"]["template"]
+    assert old_pod != new_pod
+    old_keys = [
+        i["key"]
+        for v in old_pod["spec"]["volumes"]
+        for i in v.get("configMap", {}).get("items", [])
+    ]
+    for key in old_keys:
+        text = before["ConfigMap/fraud-config"]["data"][key]
+        assert after["ConfigMap/fraud-config"]["data"].get(key, text) == text
+    assert "versions: 4" in mounted_files(after, "stable")["models.config"]
+
+
+def test_config_still_mounted_by_old_pods_is_kept_in_the_config_map() -> None:
+    old = children(BASE)["ConfigMap/fraud-config"]["data"]
+    objs = render.children(
+        spec.parse({**BASE, "stable": {"version": 4}}),
+        OWNER,
+        canary_on=False,
+        weight=0,
+        mounted=old,
+    )
+    data = next(o for o in objs if o["kind"] == "ConfigMap")["data"]
+    assert old.items() <= data.items() and len(data) == len(old) + 1
 
 
 def test_routes_split_by_weight_between_track_services() -> None:
@@ -151,19 +217,77 @@ def test_routes_split_by_weight_between_track_services() -> None:
 
 
 def test_routes_attach_to_the_umbrella_service_without_a_parent_ref() -> None:
-    parent = children(BASE)["HTTPRoute/fraud-http"]["spec"]["parentRefs"][0]
-    assert parent == {"group": "", "kind": "Service", "name": "fraud", "port": 8501}
+    objs = children(BASE)
+    for name, port in (("HTTPRoute/fraud-http", 8501), ("GRPCRoute/fraud-grpc", 8500)):
+        (parent,) = objs[name]["spec"]["parentRefs"]
+        assert parent == {"group": "", "kind": "Service", "name": "fraud", "port": port}
 
 
-def test_routes_attach_to_the_given_gateway_with_hostnames() -> None:
-    raw = {
-        **BASE,
-        "traffic": {"parentRef": {"name": "ml", "namespace": "gw"}, "hostnames": ["a.b"]},
+GATEWAY: dict[str, Any] = {
+    **BASE,
+    "traffic": {
+        "parentRef": {"name": "ml", "namespace": "gw", "sectionName": "http"},
+        "grpcParentRef": {"name": "ml", "namespace": "gw", "sectionName": "grpc"},
+        "hostnames": ["a.b"],
+    },
+}
+
+
+def test_on_a_gateway_rest_and_grpc_attach_to_listeners_of_their_own() -> None:
+    objs = children(GATEWAY)
+    rest, grpc = objs["HTTPRoute/fraud-http"]["spec"], objs["GRPCRoute/fraud-grpc"]["spec"]
+    assert rest["parentRefs"] == [{"name": "ml", "namespace": "gw", "sectionName": "http"}]
+    assert grpc["parentRefs"] == [{"name": "ml", "namespace": "gw", "sectionName": "grpc"}]
+    assert rest["hostnames"] == grpc["hostnames"] == ["a.b"]
+
+
+def test_without_a_grpc_listener_no_grpc_route_competes_with_the_http_route() -> None:
+    raw = {**BASE, "traffic": {"parentRef": {"name": "ml"}, "hostnames": ["a.b"]}}
+    assert "GRPCRoute/fraud-grpc" not in children(raw)
+
+
+def _path_matches(match: dict[str, Any], path: str) -> bool:
+    """Gateway API path matching: Exact, or PathPrefix by whole path elements."""
+    kind, value = match["path"]["type"], match["path"]["value"]
+    if kind == "Exact":
+        return path == value
+    assert kind == "PathPrefix"
+    return path == value or path.startswith(value.rstrip("/") + "/")
+
+
+@pytest.mark.parametrize(
+    ("path", "routed"),
+    [
+        ("/v1/models/fraud", True),
+        ("/v1/models/fraud/metadata", True),
+        ("/v1/models/fraud:predict", True),
+        ("/v1/models/fraud:classify", True),
+        ("/v1/models/fraud/versions/3:regress", True),
+        ("/v1/models/fraud/labels/stable:predict", True),
+        ("/v1/models/fraudster:predict", False),
+        ("/v1/models/other:predict", False),
+        ("/", False),
+    ],
+)
+def test_the_http_route_on_a_gateway_takes_only_this_models_rest_paths(
+    path: str, routed: bool
+) -> None:
+    (rule,) = children(GATEWAY)["HTTPRoute/fraud-http"]["spec"]["rules"]
+    assert any(_path_matches(m, path) for m in rule["matches"]) is routed
+    assert len(rule["matches"]) <= 8  # the API's limit per rule
+
+
+def test_the_grpc_route_on_a_gateway_takes_only_the_servers_services() -> None:
+    (rule,) = children(GATEWAY)["GRPCRoute/fraud-grpc"]["spec"]["rules"]
+    services = {m["method"]["service"] for m in rule["matches"]}
+    assert services == {
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "berth.serving.StreamingPredictionService",
     }
-    route = children(raw)["GRPCRoute/fraud-grpc"]["spec"]
-    assert route["parentRefs"] == [{"name": "ml", "namespace": "gw"}] and route["hostnames"] == [
-        "a.b"
-    ]
+    assert all(
+        m["method"]["type"] == "Exact" and "method" not in m["method"] for m in rule["matches"]
+    )
 
 
 def test_istio_provider_renders_a_virtual_service_instead_of_routes() -> None:
@@ -193,13 +317,12 @@ def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it() -> None:
 
 
 def test_pods_roll_when_their_config_changes() -> None:
-    def config_hash(raw: dict[str, Any]) -> str:
-        template = children(raw)["Deployment/fraud-stable"]["spec"]["template"]
-        return str(template["metadata"]["annotations"]["serving.berth.dev/config-hash"])
+    def template(raw: dict[str, Any]) -> Any:
+        return children(raw)["Deployment/fraud-stable"]["spec"]["template"]
 
-    assert config_hash(BASE) != config_hash({**BASE, "batching": {"maxBatchSize": 4}})
-    assert config_hash(BASE) != config_hash({**BASE, "stable": {"version": 4}})
-    assert config_hash(BASE) == config_hash({**BASE, "replicas": 5})
+    assert template(BASE) != template({**BASE, "batching": {"maxBatchSize": 4}})
+    assert template(BASE) != template({**BASE, "stable": {"version": 4}})
+    assert template(BASE) == template({**BASE, "replicas": 5})
 
 
 def _empty_paths(value: Any, path: str = "") -> list[str]:
@@ -235,3 +358,17 @@ def test_rendered_children_hold_no_empty_lists_or_maps_the_api_server_would_drop
     for raw in (BASE, {**BASE, "canary": {"version": 4}, "traffic": {"provider": "istio"}}):
         for name, obj in children(raw, canary_on=True).items():
             assert _empty_paths(obj) == [], name
+
+
+def test_servers_requesting_gpus_get_the_gpu_image_unless_the_spec_names_one() -> None:
+    images = settings.ServerImages(cpu="registry/berth:1", gpu="registry/berth:1-gpu")
+
+    def image(raw: dict[str, Any]) -> str:
+        objs = render.children(spec.parse(raw), OWNER, canary_on=False, weight=0, images=images)
+        deployment = next(o for o in objs if o["kind"] == "Deployment")
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    assert image(BASE) == "registry/berth:1"
+    assert image({**BASE, "resources": {"gpu": 1}}) == "registry/berth:1-gpu"
+    pinned = {**BASE, "resources": {"gpu": 1}, "server": {"image": "mine/berth:x"}}
+    assert image(pinned) == "mine/berth:x"

@@ -67,6 +67,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 - --liveness=http://0.0.0.0:{{ .Values.livenessProbe.port }}/healthz
 - --resync-seconds={{ .Values.operator.resyncSeconds }}
+- --server-image={{ .Values.server.image }}
+- --server-gpu-image={{ .Values.server.gpuImage }}
 {{- if .Values.peering.enabled }}
 - --peering={{ .Values.peering.name }}
 - --priority=$(POD_INDEX)

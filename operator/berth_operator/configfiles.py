@@ -26,7 +26,8 @@ class File:
 
 def track_files(md: spec.ModelDeploymentSpec, version: int) -> list[File]:
     """The files of a track serving `version`: models.config, and batching.config when on."""
-    files = [_file("models", serverconfig.models_config(md.model_name, version))]
+    models = serverconfig.models_config(md.model_name, serverconfig.base_path(md), version)
+    files = [_file("models", models)]
     if md.batching is not None:
         files.append(_file("batching", serverconfig.batching_config(md.batching)))
     return files

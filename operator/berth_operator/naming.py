@@ -23,6 +23,8 @@ LABEL_VERSION = f"{GROUP}/version"
 GRPC_PORT = 8500
 REST_PORT = 8501
 CONFIG_DIR = "/etc/berth"
+MODEL_CACHE_DIR = "/var/cache/berth"
+"""Where a server with an object-store base path downloads versions (an emptyDir)."""
 MODELS_CONFIG_FILE = f"{CONFIG_DIR}/models.config"
 BATCHING_CONFIG_FILE = f"{CONFIG_DIR}/batching.config"
 MODELS_ROOT = "/models"

@@ -45,6 +45,8 @@ def server_args(md: spec.ModelDeploymentSpec) -> list[str]:
     ]
     if md.batching is not None:
         args += ["--enable_batching", f"--batching_parameters_file={naming.BATCHING_CONFIG_FILE}"]
+    if isinstance(md.storage, spec.UriSource):
+        args.append(f"--model_cache_dir={naming.MODEL_CACHE_DIR}")
     return args + list(md.server.args)
 
 
@@ -52,14 +54,21 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
     env: list[Manifest] = []
     if md.resources.gpu:
         env.append({"name": "TF_FORCE_GPU_ALLOW_GROWTH", "value": "true"})
+    if isinstance(md.storage, spec.UriSource) and md.storage.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": md.storage.endpoint})
     env += [dict(e) for e in md.server.env]
     mounts: list[Manifest] = [
-        {"name": "model", "mountPath": naming.model_base_path(md.model_name), "readOnly": True},
         {"name": "config", "mountPath": naming.CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if isinstance(md.storage, spec.PvcSource) and md.storage.sub_path:
-        mounts[0]["subPath"] = md.storage.sub_path
+    if isinstance(md.storage, spec.UriSource):
+        mounts.append({"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR})
+    else:
+        model = {"name": "model", "mountPath": naming.model_base_path(md.model_name),
+                 "readOnly": True}
+        if isinstance(md.storage, spec.PvcSource) and md.storage.sub_path:
+            model["subPath"] = md.storage.sub_path
+        mounts.insert(0, model)
     body: Manifest = {
         "name": "server",
         "image": images.choose(image=md.server.image, gpus=md.resources.gpu),
@@ -97,6 +106,8 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
     # The API server drops empty lists and maps; rendering one would look like drift forever.
     if env:
         body["env"] = env
+    if isinstance(md.storage, spec.UriSource) and md.storage.credentials_secret:
+        body["envFrom"] = [{"secretRef": {"name": md.storage.credentials_secret}}]
     if resources := _resources(md.resources):
         body["resources"] = resources
     return body
@@ -121,8 +132,10 @@ def _volumes(md: spec.ModelDeploymentSpec, owner: str, version: int) -> list[Man
             "name": "model",
             "persistentVolumeClaim": {"claimName": md.storage.claim_name, "readOnly": True},
         }
-    else:
+    elif isinstance(md.storage, spec.HostPathSource):
         model = {"name": "model", "hostPath": {"path": md.storage.path, "type": "Directory"}}
+    else:  # the server downloads each version it loads into this, and removes it after
+        model = {"name": "model-cache", "emptyDir": {"sizeLimit": md.storage.cache_size}}
     items = [{"key": f.key, "path": f.path} for f in configfiles.track_files(md, version)]
     config = {
         "name": "config",
@@ -151,6 +164,8 @@ def pod_spec(
             ENDPOINT_DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + EXIT_MARGIN_SECONDS
         ),
     }
+    if md.server.service_account_name:
+        pod["serviceAccountName"] = md.server.service_account_name
     if md.scheduling.node_selector:
         pod["nodeSelector"] = dict(md.scheduling.node_selector)
     if tolerations:

@@ -7,13 +7,20 @@ canary tracks get one models.config each; batching.config is shared.
 from berth_operator import naming, spec
 
 
-def models_config(model: str, version: int) -> str:
+def base_path(md: spec.ModelDeploymentSpec) -> str:
+    """The model's base path as the server reads it: the store's URI, or the volume's mount."""
+    if isinstance(md.storage, spec.UriSource):
+        return md.storage.uri
+    return naming.model_base_path(md.model_name)
+
+
+def models_config(model: str, base_path: str, version: int) -> str:
     """ModelServerConfig text with one model pinned to one version."""
     return (
         "model_config_list {\n"
         "  config {\n"
         f'    name: "{model}"\n'
-        f'    base_path: "{naming.model_base_path(model)}"\n'
+        f'    base_path: "{base_path}"\n'
         '    model_platform: "tensorflow"\n'
         "    model_version_policy {\n"
         "      specific {\n"

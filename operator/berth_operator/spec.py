@@ -40,6 +40,22 @@ class HostPathSource:
 
 
 @dataclass(frozen=True)
+class UriSource:
+    """An object-store base path the server reads itself (s3://, gs://, az://, abfs://)."""
+
+    uri: str
+    credentials_secret: str | None = None
+    """A Secret whose keys become the server's environment (AWS_ACCESS_KEY_ID, ...)."""
+    endpoint: str | None = None
+    """S3-compatible stores (MinIO, Ceph): the server's AWS_ENDPOINT_URL."""
+    cache_size: str = "10Gi"
+    """The sizeLimit of the emptyDir the server downloads versions into."""
+
+
+_STORE_URI = re.compile(r"(s3|gs|az|abfs)://[^/\s]+(/\S*)?")
+
+
+@dataclass(frozen=True)
 class Canary:
     version: int
     weight: int = 0
@@ -80,6 +96,8 @@ class Server:
     env: tuple[Mapping[str, Any], ...] = ()
     config_poll_seconds: int = 30
     startup_timeout_seconds: int = 600
+    service_account_name: str | None = None
+    """The pods' identity, e.g. for workload identity to an object store; None: the default."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,7 @@ class Traffic:
 @dataclass(frozen=True)
 class ModelDeploymentSpec:
     model_name: str
-    storage: PvcSource | HostPathSource
+    storage: PvcSource | HostPathSource | UriSource
     stable_version: int
     canary: Canary | None = None
     replicas: int = 1
@@ -164,12 +182,15 @@ def _model_name(model: Mapping[str, Any]) -> str:
     return name
 
 
-def _storage(storage: Mapping[str, Any]) -> PvcSource | HostPathSource:
+def _storage(storage: Mapping[str, Any]) -> PvcSource | HostPathSource | UriSource:
     given = [key for key in ("pvc", "hostPath", "uri") if key in storage]
     if len(given) != 1:
         raise SpecError("spec.model.storage", "set exactly one of pvc, hostPath or uri")
+    uri_only = [key for key in ("credentials", "endpoint", "cacheSize") if key in storage]
     if given == ["uri"]:
-        raise SpecError("spec.model.storage.uri", "object stores are not supported yet")
+        return _uri_source(storage)
+    if uri_only:
+        raise SpecError(f"spec.model.storage.{uri_only[0]}", "applies only with uri")
     if given == ["pvc"]:
         pvc = _mapping(storage, "pvc", path="spec.model.storage.pvc")
         claim = pvc.get("claimName")
@@ -180,6 +201,22 @@ def _storage(storage: Mapping[str, Any]) -> PvcSource | HostPathSource:
     if not isinstance(path, str) or not path.startswith("/"):
         raise SpecError("spec.model.storage.hostPath.path", "must be an absolute path")
     return HostPathSource(path=path)
+
+
+def _uri_source(storage: Mapping[str, Any]) -> UriSource:
+    uri = storage["uri"]
+    if not isinstance(uri, str) or not _STORE_URI.fullmatch(uri):
+        raise SpecError("spec.model.storage.uri",
+                        f"{uri!r} must be s3://, gs://, az:// or abfs:// with a bucket")
+    endpoint = storage.get("endpoint")
+    if endpoint is not None and not uri.startswith("s3://"):
+        raise SpecError("spec.model.storage.endpoint", "applies only to s3:// URIs")
+    secret = _mapping(storage, "credentials", path="spec.model.storage.credentials").get(
+        "secretName")
+    if "credentials" in storage and (not isinstance(secret, str) or not secret):
+        raise SpecError("spec.model.storage.credentials.secretName", "required")
+    return UriSource(uri=uri.rstrip("/"), credentials_secret=secret, endpoint=endpoint,
+                     cache_size=str(storage.get("cacheSize", UriSource.cache_size)))
 
 
 def _canary(raw: Mapping[str, Any], stable_version: int) -> Canary | None:
@@ -276,6 +313,8 @@ def _server(raw: Mapping[str, Any]) -> Server:
             minimum=1,
             default=Server.startup_timeout_seconds,
         ),
+        service_account_name=str(raw["serviceAccountName"]) if raw.get("serviceAccountName")
+        else Server.service_account_name,
     )
 
 

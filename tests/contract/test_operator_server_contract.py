@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import processes
 import pytest
+import store_emulators
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from berth_operator import render, spec
@@ -54,7 +55,10 @@ def rendered(model_dir: Path) -> dict[str, dict[str, Any]]:
 class Container:
     """One rendered server container running as a local process."""
 
-    def __init__(self, objs: dict[str, dict[str, Any]], track: str, root: Path) -> None:
+    def __init__(self, objs: dict[str, dict[str, Any]], track: str, root: Path,
+                 secrets: dict[str, dict[str, str]] | None = None) -> None:
+        """`secrets`: the Secrets the container's envFrom names, by name, as the kubelet reads
+        them."""
         pod = objs[f"Deployment/contract-{track}"]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         self.container = container
@@ -66,9 +70,15 @@ class Container:
             or container["command"][0]
         ]
         args = [self._local(arg) for arg in container["args"]]
+        from_secrets = {
+            name: value
+            for source in container.get("envFrom", [])
+            for name, value in (secrets or {})[source["secretRef"]["name"]].items()
+        }
         env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            **from_secrets,
             **{e["name"]: e["value"] for e in container.get("env", [])},
         }
         self.process = processes.start(
@@ -198,3 +208,50 @@ def test_the_rendered_container_turns_batching_on_with_the_mounted_file(
     assert "--enable_batching" in args
     batching = tracks["stable"].mounts["/etc/berth"] / "batching.config"
     assert "max_batch_size { value: 8 }" in batching.read_text()
+
+
+@pytest.fixture(scope="module")
+def bucket(model_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[store_emulators.S3Emulator]:
+    """moto's S3 on loopback, holding the two versions under s3://models/two_versions."""
+    if missing := store_emulators.missing():
+        pytest.fail(f"missing {', '.join(missing)}: run `make store-emulators`")
+    emulator = store_emulators.S3Emulator.start(tmp_path_factory.mktemp("s3"))
+    for version in (STABLE, CANARY):
+        emulator.upload(model_dir / str(version), f"two_versions/{version}")
+    yield emulator
+    emulator.stop()
+
+
+def test_a_container_rendered_for_a_bucket_serves_its_version_from_it(
+    bucket: store_emulators.S3Emulator, tmp_path: Path
+) -> None:
+    """The Secret's keys, the endpoint and the cache volume are all the server needs."""
+    md = spec.parse(
+        {
+            "model": {
+                "name": "two_versions",
+                "storage": {
+                    "uri": bucket.uri("two_versions"),
+                    "credentials": {"secretName": "s3-keys"},
+                    "endpoint": bucket.env["AWS_ENDPOINT_URL"],
+                },
+            },
+            "stable": {"version": STABLE},
+        }
+    )
+    owner = render.Owner(name="contract", namespace="ns", uid="uid")
+    objs = {
+        f"{o['kind']}/{o['metadata']['name']}": o
+        for o in render.children(md, owner, canary_on=False, weight=0)
+    }
+    keys = {k: v for k, v in bucket.env.items() if k != "AWS_ENDPOINT_URL"}
+    container = Container(objs, "stable", tmp_path, secrets={"s3-keys": keys})
+    try:
+        container.wait_ready()
+        assert rest_predict(container) == [2.5, 3.0, 4.5]
+        assert grpc_predict(container) == [2.5, 3.0, 4.5]
+        cache = container.mounts["/var/cache/berth"]
+        assert any(cache.rglob("saved_model.pb"))  # downloaded into the rendered cache volume
+    finally:
+        container.stop()

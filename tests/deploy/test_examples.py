@@ -31,7 +31,8 @@ def model_deployments() -> dict[str, dict[str, Any]]:
 
 def test_there_is_an_example_per_setup() -> None:
     examples = model_deployments()
-    assert set(examples) == {"cpu", "gpu", "canary", "istio", "gateway-api"}
+    assert set(examples) == {"cpu", "gpu", "canary", "istio", "gateway-api", "s3"}
+    assert examples["s3"]["spec"]["model"]["storage"]["uri"].startswith("s3://")
     assert examples["gpu"]["spec"]["resources"]["gpu"] >= 1
     assert examples["istio"]["spec"]["traffic"]["provider"] == "istio"
     assert examples["gateway-api"]["spec"]["traffic"]["parentRef"]["name"]
@@ -113,6 +114,10 @@ def check_rendered(plane: ControlPlane, ns: str) -> None:
     )
     assert pods["items"] and all(p["spec"]["nodeName"].startswith("kwok-") for p in pods["items"])
     assert plane.kubectl_json("get", "hpa", "resnet", "-n", ns)["spec"]["maxReplicas"] == 4
+    churn = plane.kubectl_json("get", "deployment", "churn-stable", "-n", ns)["spec"]["template"]
+    (server,) = churn["spec"]["containers"]
+    assert server["envFrom"] == [{"secretRef": {"name": "model-store-keys"}}]
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}} in churn["spec"]["volumes"]
 
 
 def test_grafana_dashboard_is_importable_json_with_prometheus_queries() -> None:

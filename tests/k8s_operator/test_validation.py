@@ -28,6 +28,12 @@ HOST = {"hostPath": {"path": "/m"}}
         ({"traffic": {"provider": "linkerd"}}, "spec.traffic.provider"),
         ({"stable": {"version": 0}}, "spec.stable.version"),
         ({"stable": None}, "spec.stable"),
+        ({"model": {"name": "m", "storage": {"uri": "http://b/m"}}}, "spec.model.storage.uri"),
+        (
+            {"model": {"name": "m", "storage": {"uri": "gs://b/m", "endpoint": "http://e"}}},
+            "spec.model.storage",
+        ),
+        ({"model": {"name": "m", "storage": {**HOST, "cacheSize": "1Gi"}}}, "spec.model.storage"),
     ],
 )
 def test_kubectl_apply_rejects_an_invalid_spec_naming_the_field(
@@ -47,3 +53,17 @@ def test_kubectl_apply_rejects_an_invalid_spec_naming_the_field(
     )
     assert result.returncode != 0
     assert field in result.stderr, result.stderr
+
+
+def test_kubectl_apply_takes_an_object_store_model(
+    modeldeployment_crd: ControlPlane, namespace: str
+) -> None:
+    storage = {"uri": "s3://models/m", "credentials": {"secretName": "keys"},
+               "endpoint": "http://minio:9000", "cacheSize": "20Gi"}
+    manifest = model_deployment("from-s3", model={"name": "m", "storage": storage},
+                                server={"serviceAccountName": "reader"})
+    kubectl(modeldeployment_crd, "apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    stored = json.loads(kubectl(modeldeployment_crd, "get", "md", "from-s3", "-n", namespace,
+                                "-o", "json").stdout)
+    assert stored["spec"]["model"]["storage"] == storage
+    assert stored["spec"]["server"]["serviceAccountName"] == "reader"

@@ -129,6 +129,41 @@ def test_host_path_model_is_mounted_without_sub_path() -> None:
     assert volume["hostPath"]["path"] == "/srv/fraud"
 
 
+OBJECT_STORE: dict[str, Any] = {
+    **BASE,
+    "model": {"name": "fraud", "storage": {
+        "uri": "s3://models/fraud", "credentials": {"secretName": "s3-keys"},
+        "endpoint": "http://minio.minio:9000", "cacheSize": "20Gi"}},
+    "server": {"serviceAccountName": "model-reader"},
+}
+
+
+def test_an_object_store_model_is_read_by_the_server_into_a_sized_cache() -> None:
+    objs = children(OBJECT_STORE)
+    container = server(objs)
+    pod = objs["Deployment/fraud-stable"]["spec"]["template"]["spec"]
+    assert "--model_cache_dir=/var/cache/berth" in container["args"]
+    assert {"name": "model-cache", "mountPath": "/var/cache/berth"} in container["volumeMounts"]
+    assert all(mount["name"] != "model" for mount in container["volumeMounts"])
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-keys"}}]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio.minio:9000"} in container["env"]
+    assert pod["serviceAccountName"] == "model-reader"
+    (config,) = [o for o in objs.values() if o["kind"] == "ConfigMap"]
+    (models,) = [text for key, text in config["data"].items() if key.startswith("models-")]
+    assert 'base_path: "s3://models/fraud"' in models
+
+
+def test_an_object_store_model_without_secret_or_endpoint_uses_the_pods_identity() -> None:
+    raw = {**BASE, "model": {"name": "fraud", "storage": {"uri": "gs://models/fraud"}}}
+    objs = children(raw)
+    container = server(objs)
+    pod = objs["Deployment/fraud-stable"]["spec"]["template"]["spec"]
+    assert "envFrom" not in container and "env" not in container
+    assert "serviceAccountName" not in pod
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "10Gi"}} in pod["volumes"]
+
+
 def test_gpu_count_sets_the_limit_the_toleration_and_memory_growth() -> None:
     objs = children({**BASE, "resources": {"gpu": 2, "requests": {"cpu": "1"}}})
     container = server(objs)
@@ -355,7 +390,8 @@ def test_every_rendered_child_is_of_a_watched_kind(provider: str) -> None:
 
 
 def test_rendered_children_hold_no_empty_lists_or_maps_the_api_server_would_drop() -> None:
-    for raw in (BASE, {**BASE, "canary": {"version": 4}, "traffic": {"provider": "istio"}}):
+    for raw in (BASE, {**BASE, "canary": {"version": 4}, "traffic": {"provider": "istio"}},
+                OBJECT_STORE):
         for name, obj in children(raw, canary_on=True).items():
             assert _empty_paths(obj) == [], name
 

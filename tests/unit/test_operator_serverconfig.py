@@ -4,11 +4,21 @@ from berth_operator import serverconfig, spec
 
 
 def test_models_config_pins_one_version_under_the_mount_point() -> None:
-    text = serverconfig.models_config("fraud", 4)
+    md = spec.parse({"model": {"name": "fraud", "storage": {"pvc": {"claimName": "models"}}},
+                     "stable": {"version": 4}})
+    text = serverconfig.models_config("fraud", serverconfig.base_path(md), 4)
     assert 'name: "fraud"' in text
     assert 'base_path: "/models/fraud"' in text
     assert "specific {\n        versions: 4\n      }" in text
     assert text.startswith("model_config_list {")
+
+
+def test_an_object_store_model_is_read_from_its_uri() -> None:
+    md = spec.parse({"model": {"name": "fraud", "storage": {"uri": "s3://models/fraud/"}},
+                     "stable": {"version": 4}})
+    assert serverconfig.base_path(md) == "s3://models/fraud"
+    assert 'base_path: "s3://models/fraud"' in serverconfig.models_config(
+        "fraud", serverconfig.base_path(md), 4)
 
 
 def test_batching_config_uses_wrapper_syntax_and_skips_unset_fields() -> None:

@@ -44,6 +44,16 @@ def test_host_path_storage_is_accepted() -> None:
     assert md.storage == spec.HostPathSource(path="/data/m")
 
 
+def test_object_store_storage_is_accepted_with_its_credentials_endpoint_and_cache() -> None:
+    storage = {"uri": "s3://models/m/", "credentials": {"secretName": "s3"},
+               "endpoint": "http://minio.minio:9000", "cacheSize": "50Gi"}
+    md = spec.parse(with_(model={"name": "m", "storage": storage}))
+    assert md.storage == spec.UriSource(uri="s3://models/m", credentials_secret="s3",
+                                        endpoint="http://minio.minio:9000", cache_size="50Gi")
+    bare = spec.parse(with_(model={"name": "m", "storage": {"uri": "az://models/m"}}))
+    assert bare.storage == spec.UriSource(uri="az://models/m")
+
+
 def test_batching_fields_are_parsed() -> None:
     md = spec.parse(with_(batching={"maxBatchSize": 128, "allowedBatchSizes": [32, 128]}))
     assert md.batching == spec.Batching(max_batch_size=128, allowed_batch_sizes=(32, 128))
@@ -65,7 +75,20 @@ def test_batching_fields_are_parsed() -> None:
             ),
             "spec.model.storage",
         ),
-        (with_(model={"name": "m", "storage": {"uri": "s3://b/m"}}), "spec.model.storage.uri"),
+        (with_(model={"name": "m", "storage": {"uri": "http://b/m"}}), "spec.model.storage.uri"),
+        (with_(model={"name": "m", "storage": {"uri": "s3:///m"}}), "spec.model.storage.uri"),
+        (
+            with_(model={"name": "m", "storage": {"uri": "gs://b/m", "endpoint": "http://x"}}),
+            "spec.model.storage.endpoint",
+        ),
+        (
+            with_(model={"name": "m", "storage": {"uri": "s3://b/m", "credentials": {}}}),
+            "spec.model.storage.credentials.secretName",
+        ),
+        (
+            with_(model={"name": "m", "storage": {"pvc": {"claimName": "c"}, "cacheSize": "1Gi"}}),
+            "spec.model.storage.cacheSize",
+        ),
         (
             with_(model={"name": "bad name", "storage": MINIMAL["model"]["storage"]}),
             "spec.model.name",

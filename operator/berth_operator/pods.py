@@ -94,6 +94,9 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
             "failureThreshold": 3,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": ENDPOINT_DRAIN_SECONDS}}},
+        # A server that fails to start says why in its last log lines ("Failed to start server.
+        # Error: ..."): they become the termination message kubectl describe and the status show.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": naming.SERVER_USER_ID,

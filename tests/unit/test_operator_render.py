@@ -95,6 +95,10 @@ def test_a_terminating_server_stops_receiving_before_it_stops_serving() -> None:
     assert pod["terminationGracePeriodSeconds"] > sleep + drain
 
 
+def test_a_server_that_fails_to_start_leaves_its_last_words_as_the_termination_message() -> None:
+    assert server(children(BASE))["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
 def test_batching_flags_are_absent_without_batching() -> None:
     assert not any("batching" in a for a in server(children(BASE))["args"])
 

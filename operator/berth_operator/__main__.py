@@ -39,6 +39,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        default=None,
+        help="serve the operator's Prometheus metrics on 0.0.0.0:PORT (default: not served)",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=settings.Options.resync_seconds,
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             resync_seconds=args.resync_seconds,
             drain_seconds=args.drain_seconds,
             images=settings.ServerImages(cpu=args.server_image, gpu=args.server_gpu_image),
+            metrics_port=args.metrics_port,
         ),
     )
     kopf.run(

@@ -2,8 +2,8 @@
 
 Flow of one reconcile: parse the spec → read the children from kopf's in-memory indexes → let
 `rollout` decide → `render` the desired children → apply those that drifted, delete owned ones
-that are no longer desired → write the status if it changed. The indexes are fed by watches, so a
-steady ModelDeployment costs neither reads nor writes.
+that are no longer desired → post an event per rollout step → write the status if it changed.
+The indexes are fed by watches, so a steady ModelDeployment costs neither reads nor writes.
 
 State kept in kopf's per-object memo: a lock (a timer and an update may fire together) and the
 last status written (the watch may not have delivered it yet when the next check runs).
@@ -26,8 +26,10 @@ from berth_operator import (
     kinds,
     kubeapi,
     naming,
+    operator_metrics,
     render,
     rollout,
+    rollout_events,
     route_status,
     routes,
     spec,
@@ -42,6 +44,7 @@ def register(registry: kopf.OperatorRegistry, options: operator_settings.Options
     """Declare every handler on `registry` (nothing is registered at import time)."""
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry, id="startup")(functools.partial(startup, options=options))
+    kopf.on.cleanup(registry=registry, id="cleanup")(cleanup)
     kopf.on.probe(id="writes", registry=registry)(probe_writes)
     for child in kinds.CHILDREN:
         kopf.index(
@@ -56,6 +59,7 @@ def register(registry: kopf.OperatorRegistry, options: operator_settings.Options
     resource = (parent.group, parent.version, parent.plural)
     kopf.on.update(*resource, registry=registry, field="spec")(reconcile)
     kopf.timer(*resource, registry=registry, interval=options.resync_seconds)(reconcile)
+    kopf.on.event(*resource, registry=registry)(observe_conditions)
 
 
 def _index_id(child: kinds.Kind) -> str:
@@ -72,6 +76,35 @@ async def startup(
     kubeapi.load_config()
     memo.client = kubeapi.Client()
     memo.options = options
+    memo.metrics = operator_metrics.OperatorMetrics()
+    memo.metrics_server = (
+        operator_metrics.MetricsServer(memo.metrics, port=options.metrics_port)
+        if options.metrics_port is not None
+        else None
+    )
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    server: operator_metrics.MetricsServer | None = memo.get("metrics_server")
+    if server is not None:
+        await asyncio.to_thread(server.close)
+
+
+def observe_conditions(
+    event: kopf.RawEvent,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Every watch event of a ModelDeployment, deletion included, feeds the conditions gauge."""
+    metrics: operator_metrics.OperatorMetrics = memo.metrics
+    where = namespace or ""
+    if event["type"] == "DELETED":
+        metrics.conditions.forget(where, name)
+    else:
+        metrics.conditions.observe(where, name, body.get("status", {}).get("conditions", []))
 
 
 def probe_writes(memo: kopf.Memo, **_: Any) -> int:
@@ -99,14 +132,22 @@ def _children(namespace: str, name: str, indexes: Mapping[str, Any]) -> dict[Key
 
 async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     lock: asyncio.Lock = memo.setdefault("lock", asyncio.Lock())
+    metrics: operator_metrics.OperatorMetrics = memo.metrics
     async with lock:
-        await _reconcile(body, memo, logger, kwargs)
+        try:
+            result = await _reconcile(body, memo, logger, kwargs)
+        except Exception as error:
+            metrics.reconciled("error")
+            metrics.error("ApiError" if isinstance(error, ApiException) else "InternalError")
+            raise
+        metrics.reconciled(result)
 
 
 async def _reconcile(
     body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, indexes: Mapping[str, Any]
-) -> None:
+) -> operator_metrics.Result:
     client: kubeapi.Client = memo.client
+    metrics: operator_metrics.OperatorMetrics = memo.metrics
     meta = body["metadata"]
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation", 1))
     previous = cast(
@@ -117,6 +158,7 @@ async def _reconcile(
         md = spec.parse(body["spec"])
     except spec.SpecError as error:
         logger.warning(f"invalid spec: {error}")
+        metrics.error("InvalidSpec")
         await _write_status(
             client,
             memo,
@@ -125,7 +167,7 @@ async def _reconcile(
             previous,
             rollout.invalid(previous, generation=generation, error=error, now=now),
         )
-        return
+        return "invalid_spec"
     live = _children(namespace, name, indexes)
     options: operator_settings.Options = memo.options
     live_routes = [obj for key, obj in live.items() if key[:2] in _ROUTE_TYPES]
@@ -156,10 +198,11 @@ async def _reconcile(
         mounted=mounted,
         images=options.images,
     )
-    failures = await _converge(client, logger, namespace, desired, live)
-    for event in decision.events:
+    failures = await _converge(client, metrics, logger, namespace, desired, live)
+    steps = rollout_events.between(previous, decision.status, applied=not failures)
+    for event in [*decision.events, *steps]:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        logger.warning(event.message)
+        (logger.warning if event.type == "Warning" else logger.info)(event.message)
     status = decision.status
     if failures:
         message = "; ".join(failures)
@@ -167,10 +210,12 @@ async def _reconcile(
         if status.get("conditions") != previous.get("conditions"):
             kopf.warn(body, reason="ApplyFailed", message=message)
     await _write_status(client, memo, name, namespace, previous, status)
+    return "apply_failed" if failures else "ok"
 
 
 async def _converge(
     client: kubeapi.Client,
+    metrics: operator_metrics.OperatorMetrics,
     logger: kopf.Logger,
     namespace: str,
     desired: list[dict[str, Any]],
@@ -188,14 +233,17 @@ async def _converge(
             continue
         logger.info(f"applying {key[1]} {key[2]}")
         try:
-            await asyncio.to_thread(client.apply, obj)
+            with metrics.applying(key[1]):
+                await asyncio.to_thread(client.apply, obj)
         except ApiException as error:
             if error.status is None or not 400 <= error.status < 500:
                 raise
+            metrics.error("ApplyRefused")
             failures.append(f"{key[1]} {key[2]}: {error.status} {error.reason}")
     wanted = {_key(obj) for obj in desired}
     for api_version, kind, child in live.keys() - wanted:
         logger.info(f"deleting {kind} {child}")
+        metrics.wrote(kind, "delete")
         await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
     return failures
 
@@ -231,6 +279,8 @@ async def _write_status(
         return
     patch: dict[str, Any] = {key: None for key in previous.keys() - status.keys()}
     patch.update(status)
+    metrics: operator_metrics.OperatorMetrics = memo.metrics
+    metrics.wrote(kinds.MODEL_DEPLOYMENT.kind, "patch_status")
     await asyncio.to_thread(
         client.patch_model_deployment, namespace, name, {"status": patch}, status=True
     )

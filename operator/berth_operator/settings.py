@@ -36,11 +36,16 @@ class Options:
     """How long a leaving canary (removed, rolled back, promoted) stays up at weight 0 once the
     routes carry the 0: the time routers take to stop sending to it."""
     images: ServerImages = ServerImages()
+    metrics_port: int | None = None
+    """Port of the Prometheus metrics endpoint (`operator_metrics`); None serves none. Off by
+    default so that several operators on one host (tests, local runs) never fight over a port;
+    the chart turns it on."""
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """Settings per the operator research notes (§3.7): own finalizer and annotation prefix so
-    another kopf operator never collides with ours, Warning-level events only."""
+    another kopf operator never collides with ours, Warning-level events only from log lines (the
+    rollout's Normal events are posted explicitly, `rollout_events`)."""
     settings.persistence.finalizer = f"{naming.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

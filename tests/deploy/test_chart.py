@@ -294,3 +294,98 @@ def test_schema_forbids_unknown_keys_in_every_object() -> None:
 
     walk(schema, "$")
     assert schema["additionalProperties"] is False
+
+
+def render_with_apis(
+    env: dict[str, str], values: dict[str, Any], *api_versions: str
+) -> list[dict[str, Any]]:
+    """`helm template` as for a cluster that serves `api_versions` (what Capabilities sees)."""
+    out = helm(
+        "template",
+        "berth",
+        str(CHART),
+        "--namespace",
+        "berth-system",
+        "--kube-version",
+        helm_harness.kube_version(),
+        *[arg for api in api_versions for arg in ("--api-versions", api)],
+        *helm_harness.set_args(values),
+        env=env,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+
+
+def test_the_operator_serves_its_metrics_behind_a_service_by_default(
+    helm_env: dict[str, str],
+) -> None:
+    objs = render(helm_env)
+    container = operator_container(objs)
+    assert "--metrics-port=8081" in container["args"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    service = find(objs, "Service", "berth-metrics")
+    pod_labels = find(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    off = render(helm_env, {"metrics": {"enabled": False}})
+    assert not [a for a in operator_container(off)["args"] if a.startswith("--metrics-port")]
+    assert not [o for o in off if o["kind"] == "Service"]
+
+
+def test_service_monitor_needs_its_value_and_the_prometheus_operator_api(
+    helm_env: dict[str, str],
+) -> None:
+    wanted = {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}}
+    assert not [o for o in render(helm_env, wanted) if o["kind"] == "ServiceMonitor"]
+    assert not [
+        o
+        for o in render_with_apis(helm_env, {}, SERVICE_MONITOR_API)
+        if o["kind"] == "ServiceMonitor"
+    ]
+    objs = render_with_apis(helm_env, wanted, SERVICE_MONITOR_API)
+    monitor = find(objs, "ServiceMonitor", "berth")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    service = find(objs, "Service", "berth-metrics")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["berth-system"]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--kube-version",
+        helm_harness.kube_version(),
+        *helm_harness.set_args(wanted),
+        env=helm_env,
+    )
+
+
+def test_aggregated_roles_let_edit_users_manage_and_view_users_read_modeldeployments(
+    helm_env: dict[str, str],
+) -> None:
+    objs = render(helm_env)
+    edit = find(objs, "ClusterRole", "berth-modeldeployments-edit")
+    view = find(objs, "ClusterRole", "berth-modeldeployments-view")
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate)} == {
+        f"{aggregate}admin",
+        f"{aggregate}edit",
+    }
+    assert view["metadata"]["labels"][f"{aggregate}view"] == "true"
+    manage = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+    assert rules_of(edit) == {("serving.berth.dev", "modeldeployments", v) for v in manage}
+    assert rules_of(view) == {
+        ("serving.berth.dev", resource, verb)
+        for resource in ("modeldeployments", "modeldeployments/status")
+        for verb in ("get", "list", "watch")
+    }, "reading only; the status is the operator's to write"
+    off = render(helm_env, {"rbac": {"aggregatedRoles": False}})
+    assert not [o for o in off if o["metadata"]["name"].startswith("berth-modeldeployments")]

@@ -388,3 +388,40 @@ def test_every_granted_verb_is_needed(
 def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "uid")}
     return {**obj, "metadata": meta}
+
+
+def test_edit_and_view_users_of_a_namespace_get_modeldeployments_through_aggregation(
+    berth_crd: ControlPlane, release_namespace: str
+) -> None:
+    """The chart's aggregated ClusterRoles reach the built-in edit and view roles, so a plain
+    RoleBinding is all a team needs: no Berth-specific role to hand out."""
+    plane, ns = berth_crd, release_namespace
+    install(plane, "tenancy", ns, {"crds": {"enabled": False}})
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        plane.kubectl(
+            "create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}",
+            "-n", ns,
+        )  # fmt: skip
+    waiting.wait_for(
+        lambda: can_i(plane, "alice", "create", "modeldeployments", "-n", ns),
+        timeout_seconds=30,
+        message="the edit role aggregating ModelDeployments",
+        interval_seconds=0.5,
+    )
+    for verb in ("get", "list", "watch", "patch", "delete"):
+        assert can_i(plane, "alice", verb, "modeldeployments", "-n", ns), f"edit may not {verb}"
+    status = ("--subresource=status", "-n", ns)
+    assert not can_i(plane, "alice", "patch", "modeldeployments", *status), "the operator's"
+    assert can_i(plane, "bob", "get", "modeldeployments", *status)
+    for verb in ("get", "list", "watch"):
+        assert can_i(plane, "bob", verb, "modeldeployments", "-n", ns), f"view may not {verb}"
+    for verb in ("create", "patch", "delete"):
+        assert not can_i(plane, "bob", verb, "modeldeployments", "-n", ns), f"view may {verb}"
+    assert not can_i(plane, "alice", "list", "modeldeployments", "-n", "default")
+    helm("uninstall", "tenancy", "--namespace", ns, "--wait", env=plane.env)
+    waiting.wait_for(
+        lambda: not can_i(plane, "bob", "list", "modeldeployments", "-n", ns),
+        timeout_seconds=30,
+        message="the view role without ModelDeployments after uninstall",
+        interval_seconds=0.5,
+    )

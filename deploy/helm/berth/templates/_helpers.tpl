@@ -66,6 +66,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end }}
 - --liveness=http://0.0.0.0:{{ .Values.livenessProbe.port }}/healthz
+{{- if .Values.metrics.enabled }}
+- --metrics-port={{ .Values.metrics.port }}
+{{- end }}
 - --resync-seconds={{ .Values.operator.resyncSeconds }}
 - --server-image={{ .Values.server.image }}
 - --server-gpu-image={{ .Values.server.gpuImage }}
@@ -130,6 +133,11 @@ spec:
         - name: health
           containerPort: {{ .Values.livenessProbe.port }}
           protocol: TCP
+        {{- if .Values.metrics.enabled }}
+        - name: metrics
+          containerPort: {{ .Values.metrics.port }}
+          protocol: TCP
+        {{- end }}
       livenessProbe:
         httpGet:
           path: /healthz

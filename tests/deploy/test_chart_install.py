@@ -419,9 +419,7 @@ def test_edit_and_view_users_of_a_namespace_get_modeldeployments_through_aggrega
         assert not can_i(plane, "bob", verb, "modeldeployments", "-n", ns), f"view may {verb}"
     assert not can_i(plane, "alice", "list", "modeldeployments", "-n", "default")
     helm("uninstall", "tenancy", "--namespace", ns, "--wait", env=plane.env)
-    waiting.wait_for(
-        lambda: not can_i(plane, "bob", "list", "modeldeployments", "-n", ns),
-        timeout_seconds=30,
-        message="the view role without ModelDeployments after uninstall",
-        interval_seconds=0.5,
-    )
+    # Other releases on this control plane aggregate the same rights, so what is checked is that
+    # this release's roles went with it.
+    left = plane.kubectl_json("get", "clusterroles", "-l", "app.kubernetes.io/instance=tenancy")
+    assert [role["metadata"]["name"] for role in left["items"]] == []

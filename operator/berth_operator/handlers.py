@@ -32,12 +32,14 @@ from berth_operator import (
     rollout_events,
     route_status,
     routes,
+    server_failures,
     spec,
     tracks,
 )
 from berth_operator import settings as operator_settings
 
 Key = tuple[str, str, str]
+_FAILING_PODS = "failing_pods"
 
 
 def register(registry: kopf.OperatorRegistry, options: operator_settings.Options) -> None:
@@ -55,6 +57,14 @@ def register(registry: kopf.OperatorRegistry, options: operator_settings.Options
             registry=registry,
             labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
         )(index_child)
+    kopf.index(
+        group=kinds.POD.group,
+        version=kinds.POD.version,
+        plural=kinds.POD.plural,
+        id=_FAILING_PODS,
+        registry=registry,
+        labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
+    )(index_failing_pod)
     parent = kinds.MODEL_DEPLOYMENT
     resource = (parent.group, parent.version, parent.plural)
     kopf.on.update(*resource, registry=registry, field="spec")(reconcile)
@@ -120,6 +130,15 @@ def index_child(
     return {(namespace, owner): copy.deepcopy(dict(body))} if owner else {}
 
 
+def index_failing_pod(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], server_failures.PodFailure]:
+    """Only pods whose server fails, and only what the status says of them."""
+    owner = labels.get(naming.LABEL_OWNER)
+    failure = server_failures.of_pod(body) if owner else None
+    return {(namespace, owner): failure} if owner and failure else {}
+
+
 def _children(namespace: str, name: str, indexes: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
     """Live owned children by (apiVersion, kind, name), from the indexes kopf keeps current."""
     found: dict[Key, dict[str, Any]] = {}
@@ -178,6 +197,9 @@ async def _reconcile(
         previous=previous,
         stable=tracks.observe(live.get(_deployment_key(name, "stable"))),
         canary=tracks.observe(live.get(_deployment_key(name, "canary"))),
+        stable_failure=server_failures.reason(
+            indexes.get(_FAILING_PODS, {}).get((namespace, name), []), md
+        ),
         url=routes.url(md, name, namespace),
         route_problems=route_status.problems(
             route for route in live_routes if route["kind"] != kinds.VIRTUAL_SERVICE.kind

@@ -56,7 +56,11 @@ CHILDREN: tuple[Kind, ...] = (
 """Every kind `render` may return; the reconciler watches all of them, so an owned child of a
 kind that is no longer rendered (routes of a provider switched off) is still found and deleted."""
 
-ALL: tuple[Kind, ...] = (MODEL_DEPLOYMENT, *CHILDREN)
+POD = Kind("", "v1", "Pod", "pods")
+OBSERVED: tuple[Kind, ...] = (POD,)
+"""Kinds read and never written: server pods say why a track's servers fail to start."""
+
+ALL: tuple[Kind, ...] = (MODEL_DEPLOYMENT, *CHILDREN, *OBSERVED)
 
 _BY_TYPE_META: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in ALL}
 

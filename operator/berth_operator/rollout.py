@@ -69,10 +69,13 @@ def decide(
     route_problems: Sequence[str] = (),
     routes_drained: bool = True,
     drain_seconds: float = canary_track.DRAIN_SECONDS,
+    stable_failure: tuple[str, str] | None = None,
 ) -> Decision:
     """The next status and what to render; see the module docstring for the rules.
     `route_problems`: what the traffic provider's controllers refuse (`route_status.problems`);
-    `routes_drained`: no live route sends to the canary any more (`route_status.drained`)."""
+    `routes_drained`: no live route sends to the canary any more (`route_status.drained`);
+    `stable_failure`: (reason, message) of stable servers that fail to start
+    (`server_failures.reason`)."""
     status: Status = {"observedGeneration": generation, "url": url}
     status["history"] = _history(previous.get("history", []), md, now)
     status["stable"] = tracks.track_status(md.stable_version, stable, previous.get("stable"), now)
@@ -109,6 +112,7 @@ def decide(
         canary_done=step.done,
         rolled_back=status.get("rolledBackCanary"),
         route_problems=route_problems,
+        stable_failure=stable_failure,
     )
     return Decision(status=status, canary=step.render, weight=step.weight, events=step.events)
 
@@ -160,6 +164,7 @@ def _conditions(
     canary_done: bool,
     rolled_back: canary_track.RolledBackCanary | None,
     route_problems: Sequence[str],
+    stable_failure: tuple[str, str] | None,
 ) -> list[Condition]:
     serving = stable is not None and stable.ready > 0
     if serving and route_problems:
@@ -176,6 +181,8 @@ def _conditions(
             generation,
             now,
         )
+    elif stable_failure is not None:  # the servers' own words: a store's refusal, a bad model
+        ready = _condition(old, "Ready", "False", *stable_failure, generation, now)
     else:
         ready = _condition(
             old, "Ready", "False", "StableUnavailable", "no stable server is ready", generation, now

@@ -41,7 +41,7 @@ from berth_server.rpc import interceptor as rpc_interceptor
 from berth_server.rpc import profiler as rpc_profiler
 from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
-from berth_server.servables import saved_model, tensor_protos, tflite_model, warmup
+from berth_server.servables import devices, saved_model, tensor_protos, tflite_model, warmup
 from berth_server.servables.servable import Servable
 from berth_server.service import admission, runners, runtime_metrics
 from berth_server.service.inference_service import InferenceService
@@ -127,6 +127,7 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     """Load the configured models, serve until `stop` is set, then shut down gracefully."""
     stop = stop or asyncio.Event()
     observability = Observability.from_options(opts)
+    devices.check_gpus()
     tls_config = tls.read(opts.ssl_config_file)
     request_pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
                                       thread_name_prefix="berth-run")

@@ -116,3 +116,15 @@ class TestFlagsAndEnvironment:
                               f"--model_base_path={exported_models / 'half_plus_two'}",
                               env={"MODEL_NAME": "other", "MODEL_BASE_PATH": "/nonexistent"})
         assert call(server.rest_port, "GET", "/v1/models/hp").status == 200
+
+
+def test_gpus_requested_but_not_visible_are_reported_loudly(
+        exported_models: Path, start_server: Callable[..., ServerProcess]) -> None:
+    """A pod given a GPU by the device plugin, running a TensorFlow that cannot use it."""
+    server = start_server(f"--model_base_path={exported_models / 'half_plus_two'}",
+                          "--model_name=half_plus_two",
+                          env={"NVIDIA_VISIBLE_DEVICES": "GPU-0a1b", "CUDA_VISIBLE_DEVICES": ""})
+    assert "GPUs were requested (NVIDIA_VISIBLE_DEVICES=GPU-0a1b) but TensorFlow sees none" \
+        in server.log()
+    assert post(server.rest_port, "/v1/models/half_plus_two:predict",
+                {"instances": [1.0]}).json() == {"predictions": [2.5]}  # on CPU, still serving

@@ -42,13 +42,15 @@ def series_table(results: dict[str, Any], model: str) -> list[str]:
                      if t == r["transport"] and c == r["concurrency"]), None)
         batching = {True: "on", False: "off", None: "-"}[r["batching"]]
         shown = f"{rps:,.0f}" if r["completed"] >= r["concurrency"] else f"{rps:.1f}*"
-        body.append([r["server"], r["transport"], batching, str(r["concurrency"]), shown,
+        spread = f"{r['rps_min']:,.0f}–{r['rps_max']:,.0f}"
+        body.append([r["server"], r["transport"], batching, str(r["concurrency"]), shown, spread,
                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]),
                      f"{r['loadgen_cpu_share']:.0%}", f"{r['server_cpu_share']:.0%}",
                      f"{r['server_wait_share']:.0%}", _ratio(rps, ceiling), _ratio(rps, peer)]
                     + ([] if model == "mlp" else [_ratio(rps, best, "rows_per_second")]))
     # The MLP's in-process best is a batch of 1024, no yardstick for batch-1 requests.
-    lines = _table(["server", "transport", "batching", "clients", "req/s", "p50 ms", "p99 ms",
+    lines = _table(["server", "transport", "batching", "clients", "req/s", "req/s min–max",
+                    "p50 ms", "p99 ms",
                     "errors", "load-gen CPU", "server CPU", "server CPU wait", "x ceiling",
                     "x peer"] + ([] if model == "mlp" else ["x in-process best"]), body)
     if any(r["completed"] < r["concurrency"] for r in rows):
@@ -106,7 +108,8 @@ def render(results: dict[str, Any]) -> str:
              f"Load average at start {machine['load_average_at_start']}, at end "
              f"{machine['load_average_at_end']}. Tools: {machine['h2load']} (gRPC), "
              f"{machine['wrk']} (REST); peer: {machine['peer']}.", "",
-             f"Each row: batch-1 requests, the median of {settings['runs']} runs of "
+             f"Each row: batch-1 requests, the median of {settings['runs']} runs (their lowest "
+             f"and highest req/s beside it) of "
              f"{settings['seconds']:g} s after a {settings['warmup_seconds']:g} s warm-up. "
              f"Whole run: {results['elapsed_seconds'] / 60:.1f} min. Load-gen CPU: the load "
              "tool's share of its core. Server CPU / CPU wait: CPU seconds per second over all "

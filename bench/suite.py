@@ -97,7 +97,9 @@ def _series(server: servers.Server, label: str, transport: str, batching: bool |
         results = [load.run_once(spec_load, settings.seconds, cpu=LOAD_CPU, server_pid=pid)
                    for _ in range(settings.runs)]
         row = dataclasses.asdict(load.median_of(results))
-        row.update(server=label, transport=transport, batching=batching, concurrency=concurrency)
+        rates = [result.requests_per_second for result in results]
+        row.update(server=label, transport=transport, batching=batching, concurrency=concurrency,
+                   rps_min=min(rates), rps_max=max(rates))
         _log(f"  {label:<24} {transport:<4} c={concurrency:<3} {row['completed']:6} done "
              f"{row['requests_per_second']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
              f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  "

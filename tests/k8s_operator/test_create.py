@@ -103,3 +103,22 @@ def test_an_istio_model_deployment_gets_a_virtual_service(
     assert service is not None
     assert service["spec"]["http"][0]["route"][0]["weight"] == 100
     assert get(control_plane, namespace, "httproute", "meshy-http") is None
+
+
+def test_an_object_store_model_deployment_gets_servers_that_read_the_bucket(
+    control_plane: ControlPlane, namespace: str, berth_operator: Operator
+) -> None:
+    storage = {"uri": "s3://models/churn", "credentials": {"secretName": "keys"},
+               "endpoint": "http://minio:9000"}
+    apply(control_plane, namespace,
+          model_deployment("churn", model={"name": "churn", "storage": storage}))
+    wait_ready(control_plane, namespace, "churn")
+
+    pod = get(control_plane, namespace, "deployment", "churn-stable")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert "--model_cache_dir=/var/cache/berth" in server["args"]
+    assert server["envFrom"] == [{"secretRef": {"name": "keys"}}]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"} in server["env"]
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "10Gi"}} in pod["volumes"]
+    config = get(control_plane, namespace, "configmap", "churn-config")
+    assert any('base_path: "s3://models/churn"' in text for text in config["data"].values())

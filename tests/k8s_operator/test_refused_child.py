@@ -27,24 +27,3 @@ def test_a_route_the_api_server_refuses_marks_the_model_deployment_degraded(
     assert "HTTPRoute fraud-http: 422" in message and "GRPCRoute fraud-grpc: 422" in message
     assert get(control_plane, namespace, "deployment", "fraud-stable") is not None
     assert get(control_plane, namespace, "httproute", "fraud-http") is None
-
-
-def test_an_object_store_uri_is_accepted_by_the_schema_but_reported_as_not_served_yet(
-    control_plane: ControlPlane, namespace: str, berth_operator: Operator
-) -> None:
-    storage = {"uri": "s3://models/fraud"}
-    apply(
-        control_plane,
-        namespace,
-        model_deployment("fraud", model={"name": "fraud", "storage": storage}),
-    )
-
-    md = wait_status(
-        control_plane,
-        namespace,
-        "fraud",
-        lambda s: (condition({"status": s}, "Degraded") or {}).get("reason") == "InvalidSpec",
-        what="Degraded InvalidSpec",
-    )
-    assert "spec.model.storage.uri" in (condition(md, "Degraded") or {})["message"]
-    assert get(control_plane, namespace, "deployment", "fraud-stable") is None

@@ -29,7 +29,8 @@ EXAMPLES = helm_harness.REPO / "deploy" / "examples"
 
 def bring_up(plane: kube_control_plane.ControlPlane, work_dir: pathlib.Path) -> None:
     print(">> helm install berth deploy/helm/berth -n berth-system", flush=True)
-    local_install.install_chart(plane)
+    # A local cluster: ModelDeployments may serve a directory of the machine (hostPath).
+    local_install.install_chart(plane, "--set", "server.allowHostPath=true")
     plane.kubectl("create", "namespace", NAMESPACE)
     local_install.models_volume(plane, NAMESPACE)
     print(">> kubectl apply -n models -f deploy/examples/models-pvc.yaml -f .../cpu.yaml")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f">> starting the control plane in {work_dir}", flush=True)
     with kube_control_plane.running(work_dir=work_dir / "plane") as plane:
         bring_up(plane, work_dir)
-        with local_install.operator_as_chart(plane, work_dir) as operator:
+        with local_install.operator_as_chart(plane, work_dir, "--allow-host-path") as operator:
             helm_harness.wait_ready(plane, NAMESPACE, "half-plus-two", timeout=120)
             print(f">> ready in {time.monotonic() - began:.0f}s")
             print(instructions(plane, operator.log_path), flush=True)

@@ -67,9 +67,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=settings.ServerImages.gpu,
         help="server image of ModelDeployments with resources.gpu > 0, unless spec.server.image",
     )
+    parser.add_argument(
+        "--server-run-as-user",
+        type=_user_id,
+        metavar="UID|cluster",
+        default=settings.ServerSecurity.run_as_user,
+        help="UID, GID and fsGroup of server pods; 'cluster' leaves them to the cluster",
+    )
+    parser.add_argument(
+        "--allow-host-path",
+        action="store_true",
+        help="serve ModelDeployments whose model storage is a hostPath (local clusters only)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every reconcile step")
     parser.add_argument("--debug", action="store_true", help="log kopf's internals too")
     return parser.parse_args(argv)
+
+
+def _user_id(value: str) -> int | None:
+    """A positive UID, or "cluster" for None."""
+    if value == "cluster":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a positive UID nor 'cluster'")
+    return int(value)
 
 
 class QuietResync(logging.Filter):
@@ -93,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
             drain_seconds=args.drain_seconds,
             images=settings.ServerImages(cpu=args.server_image, gpu=args.server_gpu_image),
             metrics_port=args.metrics_port,
+            security=settings.ServerSecurity(
+                run_as_user=args.server_run_as_user, allow_host_path=args.allow_host_path
+            ),
         ),
     )
     kopf.run(

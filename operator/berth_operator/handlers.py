@@ -21,6 +21,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from berth_operator import (
+    autoscaling,
     configfiles,
     drift,
     kinds,
@@ -173,8 +174,11 @@ async def _reconcile(
         rollout.Status, memo.get("status") or copy.deepcopy(dict(body.get("status") or {}))
     )
     now = datetime.now(UTC)
+    options: operator_settings.Options = memo.options
     try:
+        naming.check_owner_name(name)
         md = spec.parse(body["spec"])
+        options.security.check(md)
     except spec.SpecError as error:
         logger.warning(f"invalid spec: {error}")
         metrics.error("InvalidSpec")
@@ -188,7 +192,6 @@ async def _reconcile(
         )
         return "invalid_spec"
     live = _children(namespace, name, indexes)
-    options: operator_settings.Options = memo.options
     live_routes = [obj for key, obj in live.items() if key[:2] in _ROUTE_TYPES]
     decision = rollout.decide(
         md,
@@ -219,6 +222,10 @@ async def _reconcile(
         weight=decision.weight,
         mounted=mounted,
         images=options.images,
+        security=options.security,
+        stable_replicas=(live.get(_deployment_key(name, "stable")) or {}).get("spec", {}).get(
+            "replicas"
+        ),
     )
     failures = await _converge(client, metrics, logger, namespace, desired, live)
     steps = rollout_events.between(previous, decision.status, applied=not failures)
@@ -254,8 +261,13 @@ async def _converge(
         if drift.carries(live.get(key), obj):
             continue
         logger.info(f"applying {key[1]} {key[2]}")
+        handover = autoscaling.handover(live.get(key), obj)
         try:
             with metrics.applying(key[1]):
+                if handover is not None:
+                    await asyncio.to_thread(
+                        client.apply, handover, manager=autoscaling.HANDOVER_MANAGER
+                    )
                 await asyncio.to_thread(client.apply, obj)
         except ApiException as error:
             if error.status is None or not 400 <= error.status < 500:

@@ -42,6 +42,7 @@ POD_DISRUPTION_BUDGET = Kind("policy", "v1", "PodDisruptionBudget", "poddisrupti
 HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 GRPC_ROUTE = Kind("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
 VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices")
+NETWORK_POLICY = Kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies")
 
 CHILDREN: tuple[Kind, ...] = (
     CONFIG_MAP,
@@ -52,6 +53,7 @@ CHILDREN: tuple[Kind, ...] = (
     HTTP_ROUTE,
     GRPC_ROUTE,
     VIRTUAL_SERVICE,
+    NETWORK_POLICY,
 )
 """Every kind `render` may return; the reconciler watches all of them, so an owned child of a
 kind that is no longer rendered (routes of a provider switched off) is still found and deleted."""

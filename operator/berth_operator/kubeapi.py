@@ -72,11 +72,12 @@ class Client:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
 
-    def apply(self, obj: Mapping[str, Any]) -> Manifest:
-        """Server-side apply with the operator's field manager, taking over conflicting fields."""
+    def apply(self, obj: Mapping[str, Any], *, manager: str = naming.FIELD_MANAGER) -> Manifest:
+        """Server-side apply with the operator's field manager (or `manager`), taking over
+        conflicting fields."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        query = [("fieldManager", naming.FIELD_MANAGER), ("force", "true")]
+        query = [("fieldManager", manager), ("force", "true")]
         return self._call(
             "PATCH", path, body=dict(obj), content_type="application/apply-patch+yaml", query=query
         )

@@ -4,7 +4,10 @@ The container paths and ports are the operator–server contract: change them to
 server and the contract test.
 """
 
+import re
 from typing import Literal
+
+from berth_operator import spec
 
 GROUP = "serving.berth.dev"
 FIELD_MANAGER = "berth-operator"
@@ -54,6 +57,28 @@ def track_name(owner: str, track: Track) -> str:
 
 def config_map_name(owner: str) -> str:
     return f"{owner}-config"
+
+
+MAX_OWNER_NAME = 63 - len("-canary")
+"""Services are DNS labels (63 characters); the longest suffix a child adds is 7."""
+_OWNER_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def check_owner_name(owner: str) -> None:
+    """Raise SpecError for a ModelDeployment name its children cannot carry.
+
+    The CRD refuses these names (CEL on metadata.name); this catches objects stored before it.
+    A name ending in a track suffix would make its umbrella Service another one's track Service
+    (`a-stable` is the stable Service of `a`).
+    """
+    if len(owner) > MAX_OWNER_NAME:
+        raise spec.SpecError("metadata.name", f"must be at most {MAX_OWNER_NAME} characters")
+    if not _OWNER_NAME.fullmatch(owner):
+        raise spec.SpecError(
+            "metadata.name", "must be lowercase letters, digits and '-', starting with a letter"
+        )
+    if owner.endswith(tuple(f"-{track}" for track in TRACKS)):
+        raise spec.SpecError("metadata.name", "must not end in -stable or -canary")
 
 
 def owner_labels(owner: str) -> dict[str, str]:

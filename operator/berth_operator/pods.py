@@ -50,7 +50,9 @@ def server_args(md: spec.ModelDeploymentSpec) -> list[str]:
     return args + list(md.server.args)
 
 
-def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Manifest:
+def container(
+    md: spec.ModelDeploymentSpec, images: settings.ServerImages, run_as_user: int | None
+) -> Manifest:
     env: list[Manifest] = []
     if md.resources.gpu:
         env.append({"name": "TF_FORCE_GPU_ALLOW_GROWTH", "value": "true"})
@@ -69,6 +71,7 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
         if isinstance(md.storage, spec.PvcSource) and md.storage.sub_path:
             model["subPath"] = md.storage.sub_path
         mounts.insert(0, model)
+    mounts += [dict(m) for m in md.server.volume_mounts]
     body: Manifest = {
         "name": "server",
         "image": images.choose(image=md.server.image, gpus=md.resources.gpu),
@@ -99,7 +102,7 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": naming.SERVER_USER_ID,
+            **_ids(run_as_user, "runAsUser"),
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
@@ -114,6 +117,11 @@ def container(md: spec.ModelDeploymentSpec, images: settings.ServerImages) -> Ma
     if resources := _resources(md.resources):
         body["resources"] = resources
     return body
+
+
+def _ids(run_as_user: int | None, *fields: str) -> dict[str, int]:
+    """The fixed UID fields, or none: the cluster then assigns them (and runAsNonRoot holds)."""
+    return {} if run_as_user is None else dict.fromkeys(fields, run_as_user)
 
 
 def _resources(resources: spec.Resources) -> Manifest:
@@ -144,11 +152,16 @@ def _volumes(md: spec.ModelDeploymentSpec, owner: str, version: int) -> list[Man
         "name": "config",
         "configMap": {"name": naming.config_map_name(owner), "items": items},
     }
-    return [model, config, {"name": "tmp", "emptyDir": {}}]
+    extra = [dict(v) for v in md.server.volumes]
+    return [model, config, {"name": "tmp", "emptyDir": {}}, *extra]
 
 
 def pod_spec(
-    md: spec.ModelDeploymentSpec, owner: str, version: int, images: settings.ServerImages
+    md: spec.ModelDeploymentSpec,
+    owner: str,
+    version: int,
+    images: settings.ServerImages,
+    security: settings.ServerSecurity,
 ) -> Manifest:
     tolerations = [dict(t) for t in md.scheduling.tolerations]
     if md.resources.gpu and GPU_TOLERATION not in tolerations:
@@ -156,12 +169,11 @@ def pod_spec(
     pod: Manifest = {
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": naming.SERVER_USER_ID,
-            "runAsGroup": naming.SERVER_USER_ID,
-            "fsGroup": naming.SERVER_USER_ID,
+            **_ids(security.run_as_user, "runAsUser", "runAsGroup", "fsGroup"),
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container(md, images)],
+        "automountServiceAccountToken": md.server.automount_service_account_token,
+        "containers": [container(md, images, security.run_as_user)],
         "volumes": _volumes(md, owner, version),
         "terminationGracePeriodSeconds": (
             ENDPOINT_DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + EXIT_MARGIN_SECONDS
@@ -169,6 +181,14 @@ def pod_spec(
     }
     if md.server.service_account_name:
         pod["serviceAccountName"] = md.server.service_account_name
+    if md.server.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in md.server.image_pull_secrets]
+    if md.scheduling.priority_class_name:
+        pod["priorityClassName"] = md.scheduling.priority_class_name
+    if md.scheduling.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = [
+            dict(c) for c in md.scheduling.topology_spread_constraints
+        ]
     if md.scheduling.node_selector:
         pod["nodeSelector"] = dict(md.scheduling.node_selector)
     if tolerations:
@@ -186,10 +206,14 @@ def deployment(
     version: int,
     replicas: int | None,
     images: settings.ServerImages,
+    security: settings.ServerSecurity,
 ) -> Manifest:
     """replicas None leaves the count to the HorizontalPodAutoscaler."""
     selector = naming.track_selector(owner, track)
     labels = {**naming.owner_labels(owner), **selector, naming.LABEL_VERSION: str(version)}
+    template_meta: Manifest = {"labels": {**md.server.pod_labels, **labels}}
+    if md.server.pod_annotations:
+        template_meta["annotations"] = dict(md.server.pod_annotations)
     body: Manifest = {
         **kinds.DEPLOYMENT.type_meta(),
         "metadata": {"name": naming.track_name(owner, track), "labels": labels},
@@ -198,11 +222,14 @@ def deployment(
             "progressDeadlineSeconds": md.progress_deadline_seconds,
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                "rollingUpdate": {
+                    "maxUnavailable": md.strategy.max_unavailable,
+                    "maxSurge": md.strategy.max_surge,
+                },
             },
             "template": {
-                "metadata": {"labels": labels},
-                "spec": pod_spec(md, owner, version, images),
+                "metadata": template_meta,
+                "spec": pod_spec(md, owner, version, images, security),
             },
         },
     }

@@ -9,10 +9,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from berth_operator import configfiles, kinds, naming, pods, routes, settings, spec
+from berth_operator import (
+    autoscaling,
+    configfiles,
+    kinds,
+    naming,
+    network_policy,
+    pods,
+    routes,
+    settings,
+    spec,
+)
 
 Manifest = dict[str, Any]
 DEFAULT_IMAGES = settings.ServerImages()
+DEFAULT_SECURITY = settings.ServerSecurity()
 
 
 @dataclass(frozen=True)
@@ -32,22 +43,28 @@ def children(
     weight: int,
     mounted: Mapping[str, str] | None = None,
     images: settings.ServerImages = DEFAULT_IMAGES,
+    security: settings.ServerSecurity = DEFAULT_SECURITY,
+    stable_replicas: int | None = None,
 ) -> list[Manifest]:
     """Desired children; `canary_on` and `weight` come from the rollout decision, `mounted` is
     the config data live pods may still mount (`configfiles.still_mounted`), kept in the
-    ConfigMap next to the tracks' own files; `images` the operator's server images."""
+    ConfigMap next to the tracks' own files; `images` the operator's server images and
+    `security` what the cluster lets server pods do; `stable_replicas` the live stable
+    Deployment's count, which sizes a canary without an autoscaler of its own."""
     tracks: list[tuple[naming.Track, int, int | None]] = [
-        ("stable", md.stable_version, None if md.autoscaling else md.replicas),
+        ("stable", md.stable_version, autoscaling.replicas(md, "stable", stable_replicas=None)),
     ]
     if canary_on and md.canary is not None:
-        tracks.append(("canary", md.canary.version, md.canary.replicas))
+        count = autoscaling.replicas(md, "canary", stable_replicas=stable_replicas)
+        tracks.append(("canary", md.canary.version, count))
     data = dict(mounted or {})
     objs: list[Manifest] = []
     for track, version, replicas in tracks:
         data.update({f.key: f.text for f in configfiles.track_files(md, version)})
         objs.append(
             pods.deployment(
-                md, owner.name, track, version=version, replicas=replicas, images=images
+                md, owner.name, track, version=version, replicas=replicas, images=images,
+                security=security,
             )
         )
         objs.append(
@@ -58,9 +75,10 @@ def children(
     objs += routes.RENDERERS[md.traffic.provider](
         md, owner.name, owner.namespace, weight, canary_on
     )
-    if md.autoscaling is not None:
-        objs.append(_hpa(owner.name, md.autoscaling))
-    objs.append(_pdb(owner.name))
+    objs += autoscaling.autoscalers(md, owner.name, canary_on=canary_on)
+    if md.disruption_budget.enabled:
+        objs.append(_pdb(owner.name, md.disruption_budget))
+    objs += network_policy.render(md, owner.name)
     return [_owned(obj, owner) for obj in objs]
 
 
@@ -92,39 +110,19 @@ def _service(name: str, selector: dict[str, str]) -> Manifest:
     }
 
 
-def _hpa(owner: str, autoscaling: spec.Autoscaling) -> Manifest:
-    return {
-        **kinds.HORIZONTAL_POD_AUTOSCALER.type_meta(),
-        "metadata": {"name": owner},
-        "spec": {
-            "scaleTargetRef": {
-                **kinds.DEPLOYMENT.type_meta(),
-                "name": naming.track_name(owner, "stable"),
-            },
-            "minReplicas": autoscaling.min_replicas,
-            "maxReplicas": autoscaling.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
-                        },
-                    },
-                }
-            ],
-        },
-    }
-
-
-def _pdb(owner: str) -> Manifest:
-    """At most one server of the whole ModelDeployment down at a time during node drains."""
+def _pdb(owner: str, budget: spec.DisruptionBudget) -> Manifest:
+    """One budget over both tracks' servers; by default one server down at a time in drains."""
+    body: Manifest = {"selector": {"matchLabels": {naming.LABEL_OWNER: owner}}}
+    if budget.min_available is not None:
+        body["minAvailable"] = budget.min_available
+    else:
+        body["maxUnavailable"] = 1 if budget.max_unavailable is None else budget.max_unavailable
+    if budget.unhealthy_pod_eviction_policy:
+        body["unhealthyPodEvictionPolicy"] = budget.unhealthy_pod_eviction_policy
     return {
         **kinds.POD_DISRUPTION_BUDGET.type_meta(),
         "metadata": {"name": owner},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {naming.LABEL_OWNER: owner}}},
+        "spec": body,
     }
 
 

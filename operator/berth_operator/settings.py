@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import kopf
 
-from berth_operator import naming
+from berth_operator import naming, spec
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,27 @@ class ServerImages:
 
 
 @dataclass(frozen=True)
+class ServerSecurity:
+    """What the cluster's policy lets server pods do: a platform choice, set by the chart."""
+
+    run_as_user: int | None = naming.SERVER_USER_ID
+    """The pods' UID, GID and fsGroup. None leaves them to the cluster: OpenShift's restricted
+    SCC assigns each namespace a UID range and refuses a fixed 1000."""
+    allow_host_path: bool = False
+    """spec.model.storage.hostPath mounts a node's directory: a local-cluster convenience that
+    lets any team read whatever the node holds, so off unless the platform turns it on."""
+
+    def check(self, md: spec.ModelDeploymentSpec) -> None:
+        """Raise SpecError for what this cluster refuses to serve."""
+        if isinstance(md.storage, spec.HostPathSource) and not self.allow_host_path:
+            raise spec.SpecError(
+                "spec.model.storage.hostPath",
+                "hostPath storage is off in this operator (chart value server.allowHostPath, "
+                "flag --allow-host-path); use pvc or uri",
+            )
+
+
+@dataclass(frozen=True)
 class Options:
     resync_seconds: float = 10.0
     """How often each ModelDeployment is re-checked against its children (cached in memory by
@@ -36,6 +57,7 @@ class Options:
     """How long a leaving canary (removed, rolled back, promoted) stays up at weight 0 once the
     routes carry the 0: the time routers take to stop sending to it."""
     images: ServerImages = ServerImages()
+    security: ServerSecurity = ServerSecurity()
     metrics_port: int | None = None
     """Port of the Prometheus metrics endpoint (`operator_metrics`); None serves none. Off by
     default so that several operators on one host (tests, local runs) never fight over a port;

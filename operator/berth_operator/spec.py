@@ -12,7 +12,7 @@ missing field's default from the class (`Canary.weight`) rather than writing the
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast, get_args, overload
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Provider = Literal["gateway-api", "istio", "none"]
@@ -63,10 +63,36 @@ class Canary:
 
 
 @dataclass(frozen=True)
+class CanaryAutoscaling:
+    """Bounds of the canary's own autoscaler; without them its replicas follow its weight."""
+
+    max_replicas: int
+    min_replicas: int = 1
+
+
+DEFAULT_CPU_UTILIZATION_PERCENTAGE = 80
+METRIC_TYPES = ("Resource", "Pods", "External")
+"""autoscaling/v2 metric types a spec may name; each sets the member of the same name."""
+
+
+@dataclass(frozen=True)
 class Autoscaling:
     max_replicas: int
     min_replicas: int = 1
-    target_cpu_utilization_percentage: int = 80
+    target_cpu_utilization_percentage: int | None = None
+    """A cpu Utilization metric next to `metrics`; None adds none."""
+    metrics: tuple[Mapping[str, Any], ...] = ()
+    """autoscaling/v2 MetricSpecs, passed to the autoscalers as written."""
+    behavior: Mapping[str, Any] | None = None
+    """autoscaling/v2 HorizontalPodAutoscalerBehavior (scaleUp, scaleDown)."""
+    canary: CanaryAutoscaling | None = None
+
+    @property
+    def cpu_utilization_percentage(self) -> int | None:
+        """The cpu target of the shortcut field; 80 when no metric at all is given."""
+        if self.target_cpu_utilization_percentage is None and not self.metrics:
+            return DEFAULT_CPU_UTILIZATION_PERCENTAGE
+        return self.target_cpu_utilization_percentage
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,19 @@ class Server:
     startup_timeout_seconds: int = 600
     service_account_name: str | None = None
     """The pods' identity, e.g. for workload identity to an object store; None: the default."""
+    automount_service_account_token: bool = False
+    """The server never calls the API server; a token in every pod is only something to steal."""
+    image_pull_secrets: tuple[str, ...] = ()
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    """Added to the pods' labels; the operator's own (selectors, version) win over them."""
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    """Extra pod volumes (a TLS Secret for --ssl_config_file); not named like the operator's."""
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+
+
+RESERVED_VOLUMES = frozenset({"model", "model-cache", "config", "tmp"})
+"""Volume names the operator renders itself."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +144,40 @@ class Scheduling:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] | None = None
+    priority_class_name: str | None = None
+    topology_spread_constraints: tuple[Mapping[str, Any], ...] = ()
+
+
+IntOrPercent = int | str
+"""A count or a percentage ("25%"), as Deployments and PodDisruptionBudgets take them."""
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """The tracks' rolling update. A GPU pool without a spare GPU needs maxSurge 0 and
+    maxUnavailable 1: a surge pod would wait for a GPU that only the old pod frees."""
+
+    max_surge: IntOrPercent = 1
+    max_unavailable: IntOrPercent = 0
+
+
+@dataclass(frozen=True)
+class DisruptionBudget:
+    """One PodDisruptionBudget over both tracks; neither bound set means maxUnavailable 1."""
+
+    enabled: bool = True
+    max_unavailable: IntOrPercent | None = None
+    min_available: IntOrPercent | None = None
+    unhealthy_pod_eviction_policy: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Ingress to the servers' ports only from these namespaces (by name) and peers."""
+
+    from_namespaces: tuple[str, ...] = ()
+    peers: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +204,9 @@ class ModelDeploymentSpec:
     traffic: Traffic = field(default_factory=Traffic)
     progress_deadline_seconds: int = 600
     revision_history_limit: int = 10
+    strategy: Strategy = field(default_factory=Strategy)
+    disruption_budget: DisruptionBudget = field(default_factory=DisruptionBudget)
+    network_policy: NetworkPolicy | None = None
 
 
 def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
@@ -170,6 +246,9 @@ def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
             minimum=1,
             default=ModelDeploymentSpec.revision_history_limit,
         ),
+        strategy=_strategy(_mapping(raw, "strategy")),
+        disruption_budget=_disruption_budget(_mapping(raw, "disruptionBudget")),
+        network_policy=_network_policy(raw),
     )
 
 
@@ -251,17 +330,51 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
     high = _int(hpa, "maxReplicas", "spec.autoscaling.maxReplicas", minimum=1, required=True)
     if low > high:
         raise SpecError("spec.autoscaling.minReplicas", "must not exceed maxReplicas")
-    target = _int(
-        hpa,
-        "targetCPUUtilizationPercentage",
-        "spec.autoscaling.targetCPUUtilizationPercentage",
-        minimum=1,
-        maximum=100,
-        default=Autoscaling.target_cpu_utilization_percentage,
+    target = (
+        _int(
+            hpa,
+            "targetCPUUtilizationPercentage",
+            "spec.autoscaling.targetCPUUtilizationPercentage",
+            minimum=1,
+            maximum=100,
+        )
+        if hpa.get("targetCPUUtilizationPercentage") is not None
+        else Autoscaling.target_cpu_utilization_percentage
     )
+    behavior = _mapping(hpa, "behavior", path="spec.autoscaling.behavior")
     return Autoscaling(
-        max_replicas=high, min_replicas=low, target_cpu_utilization_percentage=target
+        max_replicas=high,
+        min_replicas=low,
+        target_cpu_utilization_percentage=target,
+        metrics=tuple(_metric(m, i) for i, m in enumerate(hpa.get("metrics") or ())),
+        behavior=dict(behavior) if behavior else Autoscaling.behavior,
+        canary=_canary_autoscaling(hpa),
     )
+
+
+def _metric(raw: Any, index: int) -> Mapping[str, Any]:
+    """A MetricSpec whose type names a member it sets; the HPA API checks the rest."""
+    path = f"spec.autoscaling.metrics[{index}]"
+    if not isinstance(raw, Mapping) or raw.get("type") not in METRIC_TYPES:
+        raise SpecError(f"{path}.type", f"must be one of {', '.join(METRIC_TYPES)}")
+    member = raw["type"].lower()
+    body = _mapping(raw, member, required=True, path=f"{path}.{member}")
+    if not isinstance(body.get("target"), Mapping) or "type" not in body["target"]:
+        raise SpecError(f"{path}.{member}.target.type", "required")
+    return dict(raw)
+
+
+def _canary_autoscaling(hpa: Mapping[str, Any]) -> CanaryAutoscaling | None:
+    if hpa.get("canary") is None:
+        return None
+    bounds = _mapping(hpa, "canary", path="spec.autoscaling.canary")
+    path = "spec.autoscaling.canary"
+    low = _int(bounds, "minReplicas", f"{path}.minReplicas", minimum=1,
+               default=CanaryAutoscaling.min_replicas)
+    high = _int(bounds, "maxReplicas", f"{path}.maxReplicas", minimum=1, required=True)
+    if low > high:
+        raise SpecError(f"{path}.minReplicas", "must not exceed maxReplicas")
+    return CanaryAutoscaling(max_replicas=high, min_replicas=low)
 
 
 def _resources(raw: Mapping[str, Any]) -> Resources:
@@ -315,16 +428,102 @@ def _server(raw: Mapping[str, Any]) -> Server:
         ),
         service_account_name=str(raw["serviceAccountName"]) if raw.get("serviceAccountName")
         else Server.service_account_name,
+        automount_service_account_token=bool(
+            raw.get("automountServiceAccountToken", Server.automount_service_account_token)
+        ),
+        image_pull_secrets=tuple(
+            str(s["name"]) for s in raw.get("imagePullSecrets", ()) if s.get("name")
+        ),
+        pod_labels=_strings(raw, "podLabels"),
+        pod_annotations=_strings(raw, "podAnnotations"),
+        volumes=_volumes(raw),
+        volume_mounts=tuple(dict(m) for m in raw.get("volumeMounts", ())),
     )
+
+
+def _strings(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _mapping(raw, key).items()}
+
+
+def _volumes(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    volumes = tuple(dict(v) for v in raw.get("volumes", ()))
+    for volume in volumes:
+        if volume.get("name") in RESERVED_VOLUMES:
+            raise SpecError("spec.server.volumes",
+                            f"{volume['name']!r} is a volume of the operator's own")
+    return volumes
 
 
 def _scheduling(raw: Mapping[str, Any]) -> Scheduling:
     affinity = raw.get("affinity")
     return Scheduling(
-        node_selector={str(k): str(v) for k, v in _mapping(raw, "nodeSelector").items()},
+        node_selector=_strings(raw, "nodeSelector"),
         tolerations=tuple(dict(t) for t in raw.get("tolerations", ())),
         affinity=dict(affinity) if affinity else None,
+        priority_class_name=str(raw["priorityClassName"]) if raw.get("priorityClassName")
+        else Scheduling.priority_class_name,
+        topology_spread_constraints=tuple(
+            dict(c) for c in raw.get("topologySpreadConstraints", ())
+        ),
     )
+
+
+def _strategy(raw: Mapping[str, Any]) -> Strategy:
+    surge = _int_or_percent(raw, "maxSurge", "spec.strategy.maxSurge", Strategy.max_surge)
+    unavailable = _int_or_percent(
+        raw, "maxUnavailable", "spec.strategy.maxUnavailable", Strategy.max_unavailable
+    )
+    if surge in (0, "0%") and unavailable in (0, "0%"):
+        raise SpecError("spec.strategy", "maxSurge and maxUnavailable must not both be 0")
+    return Strategy(max_surge=surge, max_unavailable=unavailable)
+
+
+def _disruption_budget(raw: Mapping[str, Any]) -> DisruptionBudget:
+    path = "spec.disruptionBudget"
+    if "maxUnavailable" in raw and "minAvailable" in raw:
+        raise SpecError(path, "set at most one of maxUnavailable and minAvailable")
+    policy = raw.get("unhealthyPodEvictionPolicy")
+    if policy not in (None, "IfHealthyBudget", "AlwaysAllow"):
+        raise SpecError(f"{path}.unhealthyPodEvictionPolicy",
+                        f"{policy!r} is not IfHealthyBudget or AlwaysAllow")
+    return DisruptionBudget(
+        enabled=bool(raw.get("enabled", DisruptionBudget.enabled)),
+        max_unavailable=_int_or_percent(raw, "maxUnavailable", f"{path}.maxUnavailable", None),
+        min_available=_int_or_percent(raw, "minAvailable", f"{path}.minAvailable", None),
+        unhealthy_pod_eviction_policy=policy,
+    )
+
+
+def _network_policy(raw: Mapping[str, Any]) -> NetworkPolicy | None:
+    if raw.get("networkPolicy") is None:
+        return None
+    policy = _mapping(raw, "networkPolicy")
+    allowed = NetworkPolicy(
+        from_namespaces=tuple(str(n) for n in policy.get("fromNamespaces", ())),
+        peers=tuple(dict(p) for p in policy.get("from", ())),
+    )
+    if not (allowed.from_namespaces or allowed.peers):
+        raise SpecError("spec.networkPolicy", "name fromNamespaces or from; none would deny all")
+    return allowed
+
+
+@overload
+def _int_or_percent(
+    raw: Mapping[str, Any], key: str, path: str, default: IntOrPercent
+) -> IntOrPercent: ...
+@overload
+def _int_or_percent(
+    raw: Mapping[str, Any], key: str, path: str, default: None
+) -> IntOrPercent | None: ...
+def _int_or_percent(
+    raw: Mapping[str, Any], key: str, path: str, default: IntOrPercent | None
+) -> IntOrPercent | None:
+    value = raw.get(key, default)
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return value
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise SpecError(path, f"must be a count >= 0 or a percentage like '25%', got {value!r}")
 
 
 def _traffic(raw: Mapping[str, Any]) -> Traffic:

@@ -42,6 +42,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         ],
         "priorityClassName": "system-cluster-critical",
         "crds": {"keep": False},
+        "server": {"runAsUser": 1001, "allowHostPath": True},
     },
 }
 
@@ -115,6 +116,22 @@ def test_the_operator_gets_the_server_images_for_cpu_and_gpu_servers(
     assert {"--server-image=registry/berth:2", "--server-gpu-image=registry/berth:2-gpu"} <= set(
         args
     )
+
+
+def test_server_pods_run_as_the_images_uid_and_without_host_paths_by_default(
+    helm_env: dict[str, str],
+) -> None:
+    args = operator_container(render(helm_env))["args"]
+    assert "--server-run-as-user=1000" in args
+    assert "--allow-host-path" not in args
+
+
+def test_a_cluster_that_assigns_uids_and_a_local_cluster_with_host_paths_are_values(
+    helm_env: dict[str, str],
+) -> None:
+    values = {"server": {"runAsUser": None, "allowHostPath": True}}
+    args = operator_container(render(helm_env, values))["args"]
+    assert {"--server-run-as-user=cluster", "--allow-host-path"} <= set(args)
 
 
 def test_peering_runs_a_statefulset_whose_ordinals_are_distinct_priorities(

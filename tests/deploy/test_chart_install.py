@@ -208,7 +208,7 @@ def test_namespaced_rbac_is_enough_for_the_operator_and_refuses_the_rest(
         plane, ns, "scoped-berth", tmp_path / "sa.kubeconfig"
     )
     with OperatorProcess(
-        ["--namespace", ns, "--resync-seconds=1"],
+        ["--namespace", ns, "--resync-seconds=1", "--allow-host-path"],
         kubeconfig=kubeconfig,
         log_path=tmp_path / "operator.log",
     ) as operator:
@@ -239,7 +239,7 @@ def test_cluster_wide_rbac_is_enough_for_the_operator_and_refuses_the_rest(
     models = plane.create_namespace("models")
     try:
         with OperatorProcess(
-            ["--all-namespaces", "--resync-seconds=1"],
+            ["--all-namespaces", "--resync-seconds=1", "--allow-host-path"],
             kubeconfig=kubeconfig,
             log_path=tmp_path / "operator.log",
         ) as operator:
@@ -269,7 +269,10 @@ def test_peering_rbac_lets_two_operators_share_a_namespace_one_working(
 
     def operator(priority: int) -> OperatorProcess:
         return OperatorProcess(
-            [f"--namespace={ns}", "--peering=ha", f"--priority={priority}", "--resync-seconds=1"],
+            [
+                f"--namespace={ns}", "--peering=ha", f"--priority={priority}",
+                "--resync-seconds=1", "--allow-host-path",
+            ],
             kubeconfig=kubeconfig,
             log_path=tmp_path / f"operator-{priority}.log",
         )
@@ -347,7 +350,7 @@ def test_every_granted_verb_is_needed(
     name = f"needs-{verb}-{resource.split('/')[-1]}"
     try:
         with OperatorProcess(
-            [f"--namespace={ns}", "--resync-seconds=1"],
+            [f"--namespace={ns}", "--resync-seconds=1", "--allow-host-path"],
             kubeconfig=kubeconfig,
             log_path=tmp_path / "operator.log",
         ) as operator:

@@ -269,7 +269,7 @@ def test_operator_image_entrypoint_answers_liveness_and_reconciles(
     try:
         # The chart replaces CMD with its own arguments; so does this test (a free port).
         with helm_harness.OperatorProcess(
-            [f"--namespace={namespace}", "--resync-seconds=1"],
+            [f"--namespace={namespace}", "--resync-seconds=1", "--allow-host-path"],
             kubeconfig=plane.kubeconfig,
             log_path=tmp_path / "operator.log",
             command=recipe.runtime.exec_form("ENTRYPOINT"),

@@ -147,8 +147,16 @@ def backend_weights(plane: ControlPlane, namespace: str, route: str) -> dict[str
 class Operator:
     """The operator process for one namespace; restartable (each start appends to one log)."""
 
-    def __init__(self, plane: ControlPlane, namespace: str, log_path: pathlib.Path) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        namespace: str,
+        log_path: pathlib.Path,
+        args: tuple[str, ...] = ("--allow-host-path",),
+    ) -> None:
+        """`args` are the extra flags; by default hostPath models (the tests' own) are served."""
         self.plane, self.namespace, self.log_path = plane, namespace, log_path
+        self.args = args
         self.port = processes.free_port()
         self._process: processes.LoggedProcess | None = None
 
@@ -167,6 +175,7 @@ class Operator:
             f"--resync-seconds={RESYNC_SECONDS}",
             f"--drain-seconds={DRAIN_SECONDS}",
             "--verbose",
+            *self.args,
         ]
         self._process = processes.start(
             command, name="operator", log_path=self.log_path, env=client_env(self.plane), cwd=REPO

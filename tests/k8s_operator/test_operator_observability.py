@@ -52,6 +52,7 @@ class MeteredOperator(Operator):
             f"--resync-seconds={operator_harness.RESYNC_SECONDS}",
             f"--drain-seconds={operator_harness.DRAIN_SECONDS}",
             "--verbose",
+            *self.args,
         ]
         self._process = processes.start(
             command,

@@ -34,6 +34,16 @@ HOST = {"hostPath": {"path": "/m"}}
             "spec.model.storage",
         ),
         ({"model": {"name": "m", "storage": {**HOST, "cacheSize": "1Gi"}}}, "spec.model.storage"),
+        ({"strategy": {"maxSurge": 0}}, "spec.strategy"),
+        ({"strategy": {"maxSurge": "0%", "maxUnavailable": 0}}, "spec.strategy"),
+        ({"strategy": {"maxSurge": "lots"}}, "spec.strategy.maxSurge"),
+        ({"disruptionBudget": {"maxUnavailable": 1, "minAvailable": 1}}, "spec.disruptionBudget"),
+        ({"disruptionBudget": {"unhealthyPodEvictionPolicy": "Never"}},
+         "spec.disruptionBudget.unhealthyPodEvictionPolicy"),
+        ({"networkPolicy": {}}, "spec.networkPolicy"),
+        ({"networkPolicy": {"fromNamespaces": []}}, "spec.networkPolicy"),
+        ({"server": {"volumes": [{"name": "config", "emptyDir": {}}]}}, "spec.server.volumes"),
+        ({"server": {"imagePullSecrets": [{}]}}, "spec.server.imagePullSecrets"),
     ],
 )
 def test_kubectl_apply_rejects_an_invalid_spec_naming_the_field(
@@ -67,3 +77,68 @@ def test_kubectl_apply_takes_an_object_store_model(
                                 "-o", "json").stdout)
     assert stored["spec"]["model"]["storage"] == storage
     assert stored["spec"]["server"]["serviceAccountName"] == "reader"
+
+
+@pytest.mark.parametrize("name", ["a-stable", "a-canary", "x" * 57, "1fraud", "fraud.v2"])
+def test_kubectl_apply_rejects_a_name_whose_children_would_collide_or_not_fit(
+    modeldeployment_crd: ControlPlane, namespace: str, name: str
+) -> None:
+    result = kubectl(modeldeployment_crd, "apply", "-n", namespace, "-f", "-",
+                     input=json.dumps(model_deployment(name)), check=False)
+    assert result.returncode != 0
+    assert "metadata.name must" in result.stderr, result.stderr
+
+
+def test_kubectl_apply_takes_a_name_as_long_as_every_child_allows(
+    modeldeployment_crd: ControlPlane, namespace: str
+) -> None:
+    name = "x" * 56
+    kubectl(modeldeployment_crd, "apply", "-n", namespace, "-f", "-",
+            input=json.dumps(model_deployment(name)))
+
+
+TEAM_SPEC: dict[str, Any] = {
+    "server": {
+        "serviceAccountName": "fraud-reader",
+        "automountServiceAccountToken": True,
+        "imagePullSecrets": [{"name": "team-registry"}],
+        "podLabels": {"team": "risk"},
+        "podAnnotations": {"sidecar.istio.io/inject": "true"},
+        "volumes": [{"name": "tls", "secret": {"secretName": "fraud-tls"}}],
+        "volumeMounts": [{"name": "tls", "mountPath": "/etc/berth-tls", "readOnly": True}],
+    },
+    "scheduling": {
+        "priorityClassName": "serving-high",
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+    },
+    "strategy": {"maxSurge": 0, "maxUnavailable": "25%"},
+    "disruptionBudget": {"minAvailable": "50%", "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+    "networkPolicy": {
+        "fromNamespaces": ["gateways"], "from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+    },
+}
+
+
+def test_kubectl_apply_takes_a_teams_pod_overrides_as_written(
+    modeldeployment_crd: ControlPlane, namespace: str
+) -> None:
+    kubectl(modeldeployment_crd, "apply", "-n", namespace, "-f", "-",
+            input=json.dumps(model_deployment("team", **TEAM_SPEC)))
+    stored = json.loads(kubectl(modeldeployment_crd, "get", "md", "team", "-n", namespace,
+                                "-o", "json").stdout)["spec"]
+    for key, value in TEAM_SPEC.items():
+        assert stored[key] | value == stored[key], key
+    assert stored["disruptionBudget"]["enabled"] is True
+
+
+def test_the_schema_defaults_surge_one_and_no_token(
+    modeldeployment_crd: ControlPlane, namespace: str
+) -> None:
+    manifest = model_deployment("plain", server={}, strategy={})
+    kubectl(modeldeployment_crd, "apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    stored = json.loads(kubectl(modeldeployment_crd, "get", "md", "plain", "-n", namespace,
+                                "-o", "json").stdout)["spec"]
+    assert stored["strategy"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert stored["server"]["automountServiceAccountToken"] is False

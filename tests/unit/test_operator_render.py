@@ -387,15 +387,29 @@ def test_every_rendered_child_is_of_a_watched_kind(provider: str) -> None:
         "canary": {"version": 4},
         "autoscaling": {"maxReplicas": 3},
         "traffic": {"provider": provider},
+        "networkPolicy": {"fromNamespaces": ["gateways"]},
     }
     watched = {(kind.api_version, kind.kind) for kind in kinds.CHILDREN}
     for name, obj in children(raw, canary_on=True).items():
         assert (obj["apiVersion"], obj["kind"]) in watched, name
 
 
+TEAM_POD: dict[str, Any] = {
+    **BASE,
+    "server": {"imagePullSecrets": [{"name": "regcred"}], "podLabels": {"team": "risk"},
+               "podAnnotations": {"a": "b"}, "volumes": [{"name": "tls", "emptyDir": {}}],
+               "volumeMounts": [{"name": "tls", "mountPath": "/tls"}]},
+    "scheduling": {"priorityClassName": "high",
+                   "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]},
+    "strategy": {"maxSurge": 0, "maxUnavailable": 1},
+    "disruptionBudget": {"minAvailable": 1},
+    "networkPolicy": {"fromNamespaces": ["gateways"]},
+}
+
+
 def test_rendered_children_hold_no_empty_lists_or_maps_the_api_server_would_drop() -> None:
     for raw in (BASE, {**BASE, "canary": {"version": 4}, "traffic": {"provider": "istio"}},
-                OBJECT_STORE):
+                OBJECT_STORE, TEAM_POD):
         for name, obj in children(raw, canary_on=True).items():
             assert _empty_paths(obj) == [], name
 

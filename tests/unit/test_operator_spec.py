@@ -132,7 +132,8 @@ def _attribute(camel_case: str) -> str:
 def test_defaults_stated_in_python_are_the_crds() -> None:
     """The API server applies the CRD's defaults; spec's dataclasses restate them for objects
     stored without them (older schema, validation off), so the two must agree."""
-    md = spec.parse(with_(canary={"version": 4}, autoscaling={"maxReplicas": 2}))
+    autoscaling = {"maxReplicas": 2, "canary": {"maxReplicas": 2}}
+    md = spec.parse(with_(canary={"version": 4}, autoscaling=autoscaling))
     defaults = dict(_scalar_defaults(_spec_schema()))
     assert "traffic.provider" in defaults and "autoscaling.minReplicas" in defaults
     for path, default in defaults.items():

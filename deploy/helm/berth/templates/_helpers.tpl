@@ -72,6 +72,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --resync-seconds={{ .Values.operator.resyncSeconds }}
 - --server-image={{ .Values.server.image }}
 - --server-gpu-image={{ .Values.server.gpuImage }}
+- --server-run-as-user={{ .Values.server.runAsUser | default "cluster" }}
+{{- if .Values.server.allowHostPath }}
+- --allow-host-path
+{{- end }}
 {{- if .Values.peering.enabled }}
 - --peering={{ .Values.peering.name }}
 - --priority=$(POD_INDEX)
@@ -211,6 +215,9 @@ apply creates through PATCH), delete (children no longer desired).
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- define "berth.namespacedFrameworkRules" -}}

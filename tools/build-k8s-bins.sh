@@ -35,19 +35,9 @@ CRD_STAMP="$CRD_DIR/.gateway-api-$GATEWAY_API_VERSION-istio-api-$ISTIO_API_VERSI
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-log() { printf '[%s] build-k8s-bins: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
-
-# Runs a long command while printing a heartbeat every minute, so CI logs show it is alive.
-with_heartbeat() {
-  local label="$1" start ticker
-  shift
-  start=$(date +%s)
-  ( while sleep 60; do log "$label ... $(( $(date +%s) - start ))s"; done ) &
-  ticker=$!
-  if "$@"; then kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
-  else local rc=$?; kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true; return "$rc"; fi
-  log "$label done in $(( $(date +%s) - start ))s"
-}
+BUILD_NAME=build-k8s-bins
+# shellcheck source=tools/build-log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-log.sh"
 
 need_go() {
   command -v go >/dev/null || { log "Go 1.24+ is required to build $1"; exit 1; }

@@ -23,19 +23,9 @@ FAKE_GCS_DIR="$CACHE/fake-gcs-server-$FAKE_GCS_VERSION"
 AZURITE_DIR="$CACHE/azurite-$AZURITE_VERSION"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-log() { printf '[%s] build-store-emulators: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
-
-# Runs a long command while printing a heartbeat every minute, so CI logs show it is alive.
-with_heartbeat() {
-  local label="$1" start ticker
-  shift
-  start=$(date +%s)
-  ( while sleep 60; do log "$label ... $(( $(date +%s) - start ))s"; done ) &
-  ticker=$!
-  if "$@"; then kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
-  else local rc=$?; kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true; return "$rc"; fi
-  log "$label done in $(( $(date +%s) - start ))s"
-}
+BUILD_NAME=build-store-emulators
+# shellcheck source=tools/build-log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-log.sh"
 
 # Installs into DIR with the remaining arguments, in place (a venv's scripts name their own
 # path); DIR/.complete is written last, so an interrupted install starts over.

@@ -8,7 +8,7 @@ MODELS := build/models
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 
-.PHONY: serve demo test lint lint-docker protos protos-check k8s-bins store-emulators chart-crds cluster bench fuzz clean
+.PHONY: serve demo test test-real-node real-node lint lint-docker protos protos-check k8s-bins store-emulators chart-crds cluster bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@echo ">> creating virtualenv $(VENV) and installing berth[server,operator,dev]"
@@ -66,9 +66,23 @@ store-emulators:
 	@echo ">> moto (S3), fake-gcs-server and Azurite for the object-store tests (cached under ~/.cache/berth)"
 	PYTHON=$(PYTHON) tools/build-store-emulators.sh
 
+# The real-pod tier: containerd, kubelet and kube-proxy, and the two images built from the
+# Dockerfiles with buildah (tools/build-real-node.sh, tools/build-images.sh; cached).
+real-node: k8s-bins
+	@echo ">> a real node and the server and operator images (cached under ~/.cache/berth)"
+	tools/build-real-node.sh
+	tools/build-images.sh
+
+# Its scenarios run in a network namespace of their own: nothing they start is reachable from,
+# or reaches, anything outside it.
+test-real-node: $(STAMP) real-node
+	@echo ">> pytest tests/real_node (real pods, inside network namespace berth-real-node)"
+	tools/in-netns.sh berth-real-node $(BIN)/pytest -q -ra tests/real_node
+
 test: $(STAMP) lint lint-docker protos-check k8s-bins store-emulators
 	@echo ">> pytest"
 	$(BIN)/pytest -q -ra
+	$(MAKE) test-real-node
 
 fuzz: $(STAMP)
 	@echo ">> fuzzing REST and gRPC with 120,000 generated inputs (about 20 minutes)"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 
 import kube_control_plane
 import pytest
+
+# The real-pod tier runs on its own, inside the network namespace `make test-real-node` makes.
+collect_ignore = [] if os.environ.get("BERTH_REAL_NODE_NETNS") else ["real_node"]
 
 
 @pytest.fixture(scope="session")

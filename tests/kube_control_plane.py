@@ -171,14 +171,22 @@ def start(
     work_dir: pathlib.Path | None = None,
     bin_dir: pathlib.Path | None = None,
     crd_dir: pathlib.Path | None = None,
+    node_ip: str | None = None,
 ) -> ControlPlane:
-    """Start every component, wait until fake nodes are Ready and the CRDs are established."""
+    """Start every component, wait until fake nodes are Ready and the CRDs are established.
+
+    With `node_ip` (a real node's address, inside the network namespace the caller runs in), the
+    apiserver also listens there and is the `kubernetes` Service's endpoint, so pods reach it, and
+    it reaches kubelets by their InternalIP (no DNS resolves node names here).
+    """
     bin_dir, crd_dir = bin_dir or default_bin_dir(), crd_dir or CRD_DIR
     if missing := missing_artifacts(bin_dir, crd_dir):
         raise ControlPlaneError(f"missing {', '.join(missing)}: run `make k8s-bins`")
     work_dir = work_dir or pathlib.Path(tempfile.mkdtemp(prefix="berth-control-plane-"))
     (work_dir / "logs").mkdir(parents=True, exist_ok=True)
-    pki = kube_pki.write_pki(work_dir / "pki", service_ip=SERVICE_IP)
+    pki = kube_pki.write_pki(
+        work_dir / "pki", server_ips=[SERVICE_IP, *([node_ip] if node_ip else [])]
+    )
     api_port = processes.free_port()
     kubeconfig = _write_kubeconfig(work_dir / "kubeconfig", pki, f"https://127.0.0.1:{api_port}")
     plane = ControlPlane(
@@ -189,7 +197,7 @@ def start(
         env=_client_env(bin_dir, kubeconfig, work_dir),
     )
     try:
-        _boot(plane, pki, api_port, crd_dir)
+        _boot(plane, pki, api_port, crd_dir, node_ip)
     except BaseException as error:
         tails = plane.log_tails()
         plane.stop()
@@ -199,9 +207,18 @@ def start(
     return plane
 
 
-def _boot(plane: ControlPlane, pki: kube_pki.Pki, api_port: int, crd_dir: pathlib.Path) -> None:
+def _boot(
+    plane: ControlPlane,
+    pki: kube_pki.Pki,
+    api_port: int,
+    crd_dir: pathlib.Path,
+    node_ip: str | None,
+) -> None:
     etcd_url = _start_etcd(plane)
-    _start(plane, "kube-apiserver", _apiserver_args(plane, pki, api_port, etcd_url))
+    args = _apiserver_args(plane, pki, api_port, etcd_url)
+    if node_ip:
+        args = [*_real_node_apiserver_args(args, node_ip)]
+    _start(plane, "kube-apiserver", args)
     _wait_until(lambda: _healthy(plane, pki), timeout=START_TIMEOUT_SECONDS, what="kube-apiserver")
     _start(plane, "kube-controller-manager", _controller_manager_args(plane, pki))
     _start(plane, "kube-scheduler", _scheduler_args(plane))
@@ -276,6 +293,19 @@ def _apiserver_args(plane: ControlPlane, pki: kube_pki.Pki, port: int, etcd_url:
         "--enable-priority-and-fairness=false",
         "--profiling=false",
     ]
+
+
+def _real_node_apiserver_args(args: Sequence[str], node_ip: str) -> Iterator[str]:
+    """Listen on every address of the namespace, advertise the node's, keep the `kubernetes`
+    Service's endpoint up to date, and reach kubelets by IP."""
+    replaced = {
+        "--bind-address": "--bind-address=0.0.0.0",
+        "--advertise-address": f"--advertise-address={node_ip}",
+        "--endpoint-reconciler-type": "--endpoint-reconciler-type=lease",
+    }
+    for arg in args:
+        yield replaced.get(arg.split("=", 1)[0], arg)
+    yield "--kubelet-preferred-address-types=InternalIP"
 
 
 def _controller_manager_args(plane: ControlPlane, pki: kube_pki.Pki) -> list[str]:

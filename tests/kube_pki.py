@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import ipaddress
 import pathlib
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,7 +35,7 @@ class Pki:
     sa_private_key: pathlib.Path
 
 
-def write_pki(directory: pathlib.Path, *, service_ip: str) -> Pki:
+def write_pki(directory: pathlib.Path, *, server_ips: Sequence[str]) -> Pki:
     """Write a CA, a serving cert for loopback + the in-cluster names, an admin cert, an SA pair."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -46,7 +47,7 @@ def write_pki(directory: pathlib.Path, *, service_ip: str) -> Pki:
         ca_key,
         ca_cert.subject,
         server_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-        server_ips=["127.0.0.1", service_ip],
+        server_ips=["127.0.0.1", *server_ips],
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     # system:masters bypasses RBAC: every component here (kcm, scheduler, kwok) uses this identity.

@@ -237,6 +237,8 @@ class AspiredVersionsManager(Generic[S]):
                 harness.error = errors.ServingError(errors.Code.CANCELLED,
                                                     "Version was un-aspired while loading")
                 break
+            log.info("Loading servable version {name: %s version: %d}", harness.id.name,
+                     harness.id.version)
             loading = loop.run_in_executor(self._executor, self._load_fn, harness.id)
             try:
                 harness.servable = await asyncio.shield(loading)

@@ -66,11 +66,12 @@ store-emulators:
 	@echo ">> moto (S3), fake-gcs-server and Azurite for the object-store tests (cached under ~/.cache/berth)"
 	PYTHON=$(PYTHON) tools/build-store-emulators.sh
 
-# The real-pod tier: containerd, kubelet and kube-proxy, and the two images built from the
-# Dockerfiles with buildah (tools/build-real-node.sh, tools/build-images.sh; cached).
+# The real-pod tier: containerd, kubelet and kube-proxy, Traefik as its Gateway API
+# implementation, and the two images built from the Dockerfiles with buildah (cached).
 real-node: k8s-bins
-	@echo ">> a real node and the server and operator images (cached under ~/.cache/berth)"
+	@echo ">> a real node, Traefik, and the server and operator images (cached under ~/.cache/berth)"
 	tools/build-real-node.sh
+	tools/build-traefik.sh
 	tools/build-images.sh
 
 # Its scenarios run in a network namespace of their own: nothing they start is reachable from,

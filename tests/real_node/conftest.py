@@ -7,6 +7,7 @@ tests/conftest.py leaves this directory out of collection.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -14,8 +15,11 @@ import sys
 from collections.abc import Generator, Iterator
 
 import kube_control_plane
+import model_exports
 import node as real_node
 import pytest
+import traefik
+import traffic
 import workloads
 from kube_control_plane import ControlPlane
 
@@ -63,6 +67,43 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     )
     directory.chmod(0o755)  # the pods mount it; the server runs as the image's user
     return directory
+
+
+@pytest.fixture(scope="session")
+def affine_models(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """Versions 1, 2 and 3 of `affine`, each answering with its own number at x = 0."""
+    directory = tmp_path_factory.mktemp("affine-models")
+    directory.chmod(0o755)
+    model_exports.export_versions(directory / traffic.MODEL, [1, 2, 3])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def gateway_controller(
+    control_plane: ControlPlane, node: real_node.RealNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[traefik.Traefik]:
+    """Traefik with its GatewayClass, listening on the Gateway port in the tier's namespace."""
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(traefik.gateway_class()))
+    started = traefik.start(
+        kubeconfig=control_plane.kubeconfig,
+        listeners={"http": traffic.GATEWAY_PORT},
+        log_dir=tmp_path_factory.mktemp("traefik"),
+        status_ip="127.0.0.1",
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def gateway(
+    control_plane: ControlPlane, gateway_controller: traefik.Traefik, namespace: str
+) -> dict[str, str]:
+    """A Gateway `ml` in the test's namespace; returns the parentRef routes attach with."""
+    manifest = traefik.gateway("ml", namespace, listeners={"http": traffic.GATEWAY_PORT})
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    return {"name": "ml", "namespace": namespace, "sectionName": "http"}
 
 
 @pytest.fixture(scope="session")

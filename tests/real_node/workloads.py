@@ -143,11 +143,13 @@ def cluster_ip(plane: ControlPlane, namespace: str, service: str) -> str:
     return address
 
 
-def rest_predict(address: str, model: str, instances: list[float]) -> list[float]:
-    """POST /v1/models/<model>:predict; returns the predictions (raises on any non-200)."""
+def rest_predict(
+    address: str, model: str, instances: list[float], *, port: int = 8501
+) -> list[float]:
+    """POST /v1/models/<model>:predict; returns the predictions, raises on any status but 200."""
     body = json.dumps({"instances": instances}).encode()
     request = urllib.request.Request(
-        f"http://{address}:8501/v1/models/{model}:predict", data=body, method="POST"
+        f"http://{address}:{port}/v1/models/{model}:predict", data=body, method="POST"
     )
     with urllib.request.urlopen(request, timeout=REQUEST_SECONDS) as reply:
         predictions: list[float] = json.loads(reply.read())["predictions"]
@@ -175,10 +177,10 @@ def floats(values: list[float]) -> tensor_pb2.TensorProto:
 
 
 class GrpcClient:
-    """One channel to `address`:8500, as a long-lived client holds it."""
+    """One channel to `address`:`port`, as a long-lived client holds it."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(f"{address}:8500")
+    def __init__(self, address: str, *, port: int = 8500) -> None:
+        self.channel = grpc.insecure_channel(f"{address}:{port}")
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     def predict(self, model: str, instances: list[float]) -> tuple[int, list[float]]:

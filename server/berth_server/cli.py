@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from berth_server import options
+from berth_server import cpu_quota, options, worker_link
 from berth_server.observability import log_format
 
 _TRUE = {"true", "1", "yes"}
@@ -115,6 +115,8 @@ def validate(opts: options.ServerOptions) -> None:
         raise UsageError("--access_log_sampling_rate must be in [0, 1]")
     if opts.max_request_size_bytes < 0 or opts.max_inflight_requests < 0:
         raise UsageError("--max_request_size_bytes and --max_inflight_requests must be >= 0")
+    if opts.num_workers < 0:
+        raise UsageError("--num_workers must be >= 0 (0: one worker per usable CPU)")
     if opts.rest_api_enable_ssl and not opts.ssl_config_file:
         raise UsageError("--rest_api_enable_ssl needs --ssl_config_file")
     for name in _POSITIVE:
@@ -135,8 +137,9 @@ def usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) drown the server's own log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        opts = parse_flags(sys.argv[1:] if argv is None else argv)
+        opts = parse_flags(args)
         if opts.version:
             from berth_server import version_info
 
@@ -150,6 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:  # TF Serving fails these in BuildAndStart, with this wording
         print(f"Failed to start server. Error: INVALID_ARGUMENT: {error}", file=sys.stderr)
         return 1
+    identity = worker_link.WorkerIdentity.from_env(os.environ)
+    workers = opts.num_workers or cpu_quota.usable_cpus()
+    if identity is None and workers > 1:
+        from berth_server import supervisor
+
+        return supervisor.run(opts, args, workers)
     from berth_server.server import run
 
-    return run(opts)
+    return run(opts, worker=identity)

@@ -96,6 +96,7 @@ class ServerOptions:
     rest_api_body_timeout_seconds: float = 300.0  # body not complete this long after headers: 408
     rest_api_max_body_bytes_in_flight: int = 256 << 20  # all bodies at once; one alone may pass it
     shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
+    num_workers: int = 1  # server processes sharing the ports (README "Cores"); 0: one per CPU
     # Local copies of versions from s3:// gs:// az:// base paths (README "Models in object stores")
     model_cache_dir: str = dataclasses.field(default_factory=_default_model_cache_dir)
 

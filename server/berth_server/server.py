@@ -3,6 +3,11 @@
 Startup follows TF Serving: load every configured model, fail with its wording if one cannot
 become available, then open the gRPC and REST ports. Shutdown (SIGINT/SIGTERM) stops accepting,
 lets in-flight requests finish within a grace period, then unloads the models.
+
+As one of several workers (`supervisor`, `worker_link`) it is the same server, except that it
+opens its ports, with SO_REUSEPORT, only once every worker has loaded its models, answers its
+peers on a socket of its own, and asks them for what must cover every worker
+(`service.worker_view`).
 """
 
 from __future__ import annotations
@@ -13,16 +18,17 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import uvicorn
 
-from berth_server import errors
+from berth_server import errors, worker_link
 from berth_server.batching import parameters as batching_parameters
 from berth_server.batching import runner as batching_runner
 from berth_server.config import model_config, tls
@@ -43,8 +49,10 @@ from berth_server.rpc import services as rpc_services
 from berth_server.rpc import streaming as rpc_streaming
 from berth_server.servables import devices, saved_model, tensor_protos, tflite_model, warmup
 from berth_server.servables.servable import Servable
-from berth_server.service import admission, runners, runtime_metrics
+from berth_server.service import admission, peers, runners, runtime_metrics, server_view
 from berth_server.service.inference_service import InferenceService
+from berth_server.service.server_view import ServerView
+from berth_server.service.worker_view import WorkerView
 from berth_server.storage import saved_model_layout
 from berth_server.storage.version_cache import VersionCache
 
@@ -88,12 +96,13 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
     return load
 
 
-def _grpc_options(opts: ServerOptions) -> list[tuple[str, int | str]]:
-    # SO_REUSEPORT off: a second server on the same port fails to start instead of silently
-    # sharing its connections (--grpc_channel_arguments=grpc.so_reuseport=1 restores it).
+def _grpc_options(opts: ServerOptions, *, shared: bool) -> list[tuple[str, int | str]]:
+    # SO_REUSEPORT only for workers sharing the port: otherwise a second server on the same
+    # port fails to start instead of silently sharing its connections
+    # (--grpc_channel_arguments=grpc.so_reuseport=1 restores it).
     options: dict[str, int | str] = {
         "grpc.max_receive_message_length": opts.max_request_size_bytes or _INT32_MAX,
-        "grpc.max_send_message_length": _INT32_MAX, "grpc.so_reuseport": 0}
+        "grpc.max_send_message_length": _INT32_MAX, "grpc.so_reuseport": int(shared)}
     for pair in filter(None, opts.grpc_channel_arguments.split(",")):
         key, _, value = pair.partition("=")
         options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
@@ -123,10 +132,15 @@ def _freeze_when_loaded(metrics: Metrics) -> aspired_versions_manager.StateHook:
     return on_change
 
 
-async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> None:
-    """Load the configured models, serve until `stop` is set, then shut down gracefully."""
+async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None,
+                worker: worker_link.WorkerIdentity | None = None) -> None:
+    """Load the configured models, serve until `stop` is set, then shut down gracefully.
+
+    `worker`: who this process is when it is one of several workers sharing the ports.
+    """
     stop = stop or asyncio.Event()
-    observability = Observability.from_options(opts)
+    observability = Observability.from_options(
+        opts, worker=None if worker is None else worker.index)
     devices.check_gpus()
     tls_config = tls.read(opts.ssl_config_file)
     request_pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
@@ -157,24 +171,33 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
     service = InferenceService(core, runner,
                                check_method_names=opts.enable_signature_method_name_check)
     observer = observability.request_observer(core.has_model)
+    local = server_view.LocalView(core, observability.metrics)
+    group = None if worker is None else WorkerView(local, worker)
+    view: ServerView = local if group is None else group
     rest = None
     try:
-        if opts.rest_api_open_while_loading:  # probes get /healthz 200 and /readyz 503 meanwhile
-            rest = await _start_rest(opts, service, core, observability, observer, tls_config)
-        if not await _until_stopped(core.reload(model_config.from_options(opts)), stop):
-            log.info("Stopped while loading the models")
-            if rest is not None:
-                await _drain(opts, None, rest)
-            return
-        if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
-            background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
-        grpc_server = await _start_grpc(opts, service, core, observer, tls_config)
-        if rest is None:
-            rest = await _start_rest(opts, service, core, observability, observer, tls_config)
-        log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port, opts.rest_api_port)
-        await stop.wait()
-        log.info("Shutting down: finishing in-flight requests")
-        await _drain(opts, grpc_server, rest)
+        async with _joined(group, stop) as line:
+            if opts.rest_api_open_while_loading:  # probes get /healthz 200, /readyz 503 meanwhile
+                rest = await _start_rest(opts, service, view, core, observability, observer,
+                                         tls_config, worker)
+            loading = core.reload(model_config.from_options(opts))
+            if not (await _until_stopped(loading, stop) and (
+                    line is None or await _until_stopped(line.loaded(), stop))):
+                log.info("Stopped while loading the models")
+                if rest is not None:
+                    await _drain(opts, None, rest)
+                return
+            if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
+                background.append(asyncio.ensure_future(_poll_config_file(core, opts)))
+            grpc_server = await _start_grpc(opts, service, view, observer, tls_config, worker)
+            if rest is None:
+                rest = await _start_rest(opts, service, view, core, observability, observer,
+                                         tls_config, worker)
+            log.info("Berth server is serving (gRPC :%d, REST :%d)", opts.port,
+                     opts.rest_api_port)
+            await stop.wait()
+            log.info("Shutting down: finishing in-flight requests")
+            await _drain(opts, grpc_server, rest)
     finally:
         for task in background:
             task.cancel()
@@ -184,6 +207,25 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None) -> No
         request_pool.shutdown(wait=False, cancel_futures=True)
         load_pool.shutdown(wait=False, cancel_futures=True)
         observability.close()
+
+
+@contextlib.asynccontextmanager
+async def _joined(group: WorkerView | None, stop: asyncio.Event,
+                  ) -> AsyncIterator[worker_link.WorkerLine | None]:
+    """As a worker: the line to the supervisor (its end stops this worker) and the socket where
+    the other workers ask this one (`WorkerView.answer`); as the only process: nothing."""
+    if group is None:
+        yield None
+        return
+    line = worker_link.WorkerLine(group.identity)
+    await line.open(on_gone=stop.set)
+    answering = await peers.serve(group.identity.peer_socket(group.identity.index),
+                                  group.answer)
+    try:
+        yield line
+    finally:
+        answering.close()
+        line.close()
 
 
 async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
@@ -218,15 +260,15 @@ async def _drain(opts: ServerOptions, grpc_server: grpc.aio.Server | None,
             log.warning("Shutdown did not drain cleanly: %r", result)
 
 
-async def _start_grpc(opts: ServerOptions, service: InferenceService,
-                      core: server_core.ServerCore, observer: RequestObserver,
-                      tls_config: tls.TlsConfig | None) -> grpc.aio.Server:
-    server = grpc.aio.server(options=_grpc_options(opts), interceptors=[
-        rpc_interceptor.RecordingInterceptor(observer)])
+async def _start_grpc(opts: ServerOptions, service: InferenceService, view: ServerView,
+                      observer: RequestObserver, tls_config: tls.TlsConfig | None,
+                      worker: worker_link.WorkerIdentity | None) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_grpc_options(opts, shared=worker is not None),
+                             interceptors=[rpc_interceptor.RecordingInterceptor(observer)])
     tensor_content = opts.enable_serialization_as_tensor_content
     # A typed-field fill may grow a tensor to what a request could carry, no further.
     max_fill = opts.max_request_size_bytes or tensor_protos.MAX_FILLED_BYTES
-    rpc_services.add_services(server, service, core, tensor_content_outputs=tensor_content,
+    rpc_services.add_services(server, service, view, tensor_content_outputs=tensor_content,
                               max_fill_bytes=max_fill, enable_reload=opts.enable_reload_config_rpc)
     rpc_streaming.add_service(server, service, tensor_content_outputs=tensor_content,
                               max_fill_bytes=max_fill)
@@ -240,8 +282,12 @@ async def _start_grpc(opts: ServerOptions, service: InferenceService,
             log.warning("TensorFlow's profiler server listens on every interface at port %d, "
                         "whatever --bind_address says; --enable_profiler=false closes it", port)
     host = f"[{opts.bind_address}]" if ":" in opts.bind_address else opts.bind_address or "[::]"
+    # A Unix socket cannot be shared: binding its path again would take it from the others.
+    unix = opts.grpc_socket_path and (worker is None or worker.index == 0)
+    if opts.grpc_socket_path and not unix:
+        log.info("gRPC's Unix socket %s is served by worker 0", opts.grpc_socket_path)
     for address in ([f"{host}:{opts.port}"] if opts.port else []) + (
-            [f"unix:{opts.grpc_socket_path}"] if opts.grpc_socket_path else []):
+            [f"unix:{opts.grpc_socket_path}"] if unix else []):
         try:
             if tls_config is not None:
                 server.add_secure_port(address, tls_config.grpc_credentials())
@@ -253,9 +299,10 @@ async def _start_grpc(opts: ServerOptions, service: InferenceService,
     return server
 
 
-async def _start_rest(opts: ServerOptions, service: InferenceService,
+async def _start_rest(opts: ServerOptions, service: InferenceService, view: ServerView,
                       core: server_core.ServerCore, observability: Observability,
                       observer: RequestObserver, tls_config: tls.TlsConfig | None,
+                      worker: worker_link.WorkerIdentity | None,
                       ) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
     if not opts.rest_api_port:
         return None
@@ -265,7 +312,7 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
         return None
     max_body = opts.max_request_size_bytes or MAX_REST_BODY_BYTES
     front = rest_front.RestFront(
-        rest_api.RestApi(service, timeout_ms=opts.rest_api_timeout_in_ms), service, core,
+        rest_api.RestApi(service, view, timeout_ms=opts.rest_api_timeout_in_ms), view, core,
         observer, metrics_path=observability.metrics_path, max_body_bytes=max_body,
         body_budget=rest_body.BodyBudget(opts.rest_api_max_body_bytes_in_flight),
         read_length=bool(opts.max_request_size_bytes or opts.access_log_file),
@@ -273,22 +320,44 @@ async def _start_rest(opts: ServerOptions, service: InferenceService,
     pem_files: contextlib.AbstractContextManager[dict[str, object]] = (
         tls_config.uvicorn_kwargs() if tls_config and opts.rest_api_enable_ssl
         else contextlib.nullcontext({}))
+    host = opts.bind_address or "0.0.0.0"
+    sockets = None if worker is None else _shared_sockets(host, opts.rest_api_port)
     with pem_files as ssl_kwargs:
-        config = uvicorn.Config(front, host=opts.bind_address or "0.0.0.0",
-                                port=opts.rest_api_port, http=_rest_protocol(opts),
-                                ws="none", lifespan="off",
+        config = uvicorn.Config(front, host=host, port=opts.rest_api_port,
+                                http=_rest_protocol(opts), ws="none", lifespan="off",
                                 access_log=False, log_level="warning", interface="asgi3",
                                 timeout_graceful_shutdown=int(
                                     opts.shutdown_grace_period_seconds) or None,
                                 **ssl_kwargs)  # type: ignore[arg-type]
         server = _EmbeddedUvicorn(config)
-        task = asyncio.ensure_future(server.serve())
+        task = asyncio.ensure_future(server.serve(sockets=sockets))
         while not server.started:  # started: the PEM files were read, they can go
             if task.done():
                 task.result()
                 raise errors.ServingError(errors.Code.UNAVAILABLE, "REST server failed to start")
             await asyncio.sleep(0.01)
     return server, task
+
+
+def _shared_sockets(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets that every worker opens on the same port (SO_REUSEPORT), so the kernel
+    spreads new connections over the workers; one per address `host` resolves to."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _rest_protocol(opts: ServerOptions) -> type[asyncio.Protocol]:
@@ -311,16 +380,16 @@ async def _poll_config_file(core: server_core.ServerCore, opts: ServerOptions) -
                       opts.model_config_file, error.message)
 
 
-def run(opts: ServerOptions) -> int:
+def run(opts: ServerOptions, *, worker: worker_link.WorkerIdentity | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit status."""
-    log_format.configure(opts.log_format)
+    log_format.configure(opts.log_format, worker=None if worker is None else worker.index)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(opts, stop=stop)
+        await serve(opts, stop=stop, worker=worker)
 
     try:
         asyncio.run(main())

@@ -97,6 +97,9 @@ def test_without_flags_every_option_has_tensorflow_model_servers_default() -> No
     (["--port="], "Illegal value '' specified for int flag 'port'"),
     (["--port=8500.0"], "Illegal value '8500.0' specified for int flag 'port'"),
     (["--port=8_500"], "Illegal value '8_500' specified for int flag 'port'"),
+    (["--num_workers=two"], "Illegal value 'two' specified for int flag 'num_workers'"),
+    (["--num_workers=1.5"], "Illegal value '1.5' specified for int flag 'num_workers'"),
+    (["--num_workers=auto"], "Illegal value 'auto' specified for int flag 'num_workers'"),
     (["--per_process_gpu_memory_fraction=half"],
      "Illegal value 'half' specified for float flag 'per_process_gpu_memory_fraction'"),
     (["--enable_batching=maybe"],
@@ -163,6 +166,8 @@ VALID = ServerOptions(model_base_path="/models/m")
     {"max_request_size_bytes": 0, "max_inflight_requests": 0},
     {"enable_batching": True, "batching_parameters_file": "/config/batching.config"},
     {"rest_api_enable_ssl": True, "ssl_config_file": "/config/ssl.config"},
+    {"num_workers": 0},
+    {"num_workers": 4},
 ])
 def test_a_sound_configuration_passes_the_startup_checks(changes: dict[str, Any]) -> None:
     cli.validate(dataclasses.replace(VALID, **changes))
@@ -194,6 +199,7 @@ def test_a_sound_configuration_passes_the_startup_checks(changes: dict[str, Any]
     ({"max_inflight_requests": -1},
      "--max_request_size_bytes and --max_inflight_requests must be >= 0"),
     ({"rest_api_enable_ssl": True}, "--rest_api_enable_ssl needs --ssl_config_file"),
+    ({"num_workers": -1}, "--num_workers must be >= 0 (0: one worker per usable CPU)"),
     ({"rest_api_max_connections": 0}, "--rest_api_max_connections must be > 0"),
     ({"rest_api_header_timeout_seconds": 0.0}, "--rest_api_header_timeout_seconds must be > 0"),
     ({"rest_api_max_body_bytes_in_flight": -1},

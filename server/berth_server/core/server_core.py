@@ -60,9 +60,17 @@ class ServerCore:
             raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
         return resolved
 
+    def config(self) -> model_server_config_pb2.ModelServerConfig:
+        """The running model list, as a config that `reload` takes."""
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.extend(self._models.values())
+        return config
+
     async def reload(self, config: model_server_config_pb2.ModelServerConfig, *,
-                     timeout_seconds: float | None = None) -> None:
-        """Replace the running model list, or keep it and raise ServingError.
+                     timeout_seconds: float | None = None,
+                     ) -> model_server_config_pb2.ModelServerConfig:
+        """Replace the running model list and return the one it replaced, or keep it and raise
+        ServingError.
 
         The first config (startup) is applied as it comes and waited for. A later one is
         applied only if it loads: its new models are added beside the running ones, and
@@ -73,9 +81,10 @@ class ServerCore:
         """
         async with asyncio.timeout(timeout_seconds), self._reload_lock:
             models = {m.name: m for m in model_config.validate(config)}
+            previous = self.config()
             if not self._configured:
                 await self._apply_first(models)
-                return
+                return previous
             self._check_labels(models)
             running = self._models
             new_names = [name for name in models if name not in running]
@@ -99,6 +108,7 @@ class ServerCore:
                 self._forget(name)
             self._models = dict(models)
             self._apply_labels(models)
+            return previous
 
     async def _apply_first(self, models: dict[str, model_server_config_pb2.ModelConfig]) -> None:
         self._models = dict(models)

@@ -1,4 +1,4 @@
-"""A registry rendered exactly as TF Serving's Prometheus exporter writes it.
+"""Metrics rendered exactly as TF Serving's Prometheus exporter writes them.
 
 TF Serving's format (`util/prometheus_exporter.cc`): only `# TYPE` lines (no `# HELP`); a
 counter is printed under its own name (no `_total`, no `_created`); counters and gauges print
@@ -9,8 +9,10 @@ int64 values; histogram bounds and sums use absl's six-significant-digit form (`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
 CONTENT_TYPE = b"text/plain; charset=utf-8"
@@ -18,16 +20,24 @@ _SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_
 
 
 def render(registry: CollectorRegistry) -> bytes:
+    return render_families(registry.collect())
+
+
+def render_families(families: Iterable[Metric]) -> bytes:
     lines: list[str] = []
-    for family in registry.collect():
+    for family in families:
         kind = family.type if family.type in _SUFFIXES else "untyped"
         lines.append(f"# TYPE {family.name} {kind}")
-        wanted = {family.name + suffix for suffix in _SUFFIXES.get(kind, ("",))}
-        for sample in family.samples:
-            if sample.name in wanted:
-                lines.append(_sample_line(family.name, kind, sample))
+        lines += [_sample_line(family.name, kind, sample) for sample in rendered_samples(family)]
     lines.append("")
     return "\n".join(lines).encode()
+
+
+def rendered_samples(family: Metric) -> list[Sample]:
+    """The samples TF Serving's format prints (not prometheus-client's `_created`, say)."""
+    kind = family.type if family.type in _SUFFIXES else "untyped"
+    wanted = {family.name + suffix for suffix in _SUFFIXES.get(kind, ("",))}
+    return [sample for sample in family.samples if sample.name in wanted]
 
 
 def _sample_line(family_name: str, kind: str, sample: Sample) -> str:

@@ -43,6 +43,9 @@ LOAD_BUCKETS_MICROS = exponential_buckets(1000, 2, 24)  # 1 ms … ~2.3 h
 
 _TFS = ":tensorflow:serving:"
 _BERTH = ":berth:serving:"
+# Gauges holding a version's life-cycle state: across workers they merge to the state every
+# worker has reached (`merge`); every other gauge is a quantity and adds up.
+STATE_GAUGES = frozenset({_BERTH + "model_version_state"})
 
 
 class _Histogram:

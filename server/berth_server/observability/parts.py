@@ -26,13 +26,14 @@ class Observability:
     access_log: AccessLog | None
 
     @classmethod
-    def from_options(cls, opts: ServerOptions) -> Observability:
+    def from_options(cls, opts: ServerOptions, *, worker: int | None = None) -> Observability:
+        """`worker`: this process's index when it is one of several workers."""
         path = monitoring_config.metrics_path(opts.monitoring_config_file)
         if path and not opts.rest_api_port:
             log.warning("Prometheus metrics are enabled but --rest_api_port is not set; "
                         "they are served on the REST port only")
         access_log = (AccessLog(opts.access_log_file,
-                                sampling_rate=opts.access_log_sampling_rate)
+                                sampling_rate=opts.access_log_sampling_rate, worker=worker)
                       if opts.access_log_file else None)
         metrics = Metrics()
         return cls(metrics, path, access_log)

@@ -22,18 +22,20 @@ from berth_server.rest import examples_request, json_body, predict_request, resp
 from berth_server.service import offload
 from berth_server.service.inference_service import InferenceService
 from berth_server.service.model_spec import ModelSpec
+from berth_server.service.server_view import ServerView
 
 
 class RestApi:
-    def __init__(self, service: InferenceService, *, timeout_ms: int) -> None:
+    def __init__(self, service: InferenceService, view: ServerView, *, timeout_ms: int) -> None:
         self._service = service
+        self._view = view
         self._timeout_ms = timeout_ms
 
     async def handle(self, method: str, path: str, body: bytes) -> bytes:
         route = routes.match(method, path)
         request_record.note_route(route.model_name, route.verb)
         if route.verb == "status":
-            return _proto_json(self._service.status(route.model_name, route.version))
+            return _proto_json(await self._view.status(route.model_name, route.version))
         if route.verb == "metadata":
             return self._metadata(route)
         document = await offload.run(lambda: json_body.parse_body(body), size=len(body))

@@ -9,8 +9,9 @@ route changes meaning:
 
 * `<monitoring path>` (default `/monitoring/prometheus/metrics`): Prometheus text, when enabled.
 * `/healthz`: liveness, 200 while the process serves HTTP.
-* `/readyz`: readiness, 200 only when every configured model has an AVAILABLE version, else 503
-  (TF Serving's status URL says 200 even when nothing is loaded, issue #671).
+* `/readyz`: readiness, 200 only when every configured model has an AVAILABLE version (in every
+  worker process), else 503 (TF Serving's status URL says 200 even when nothing is loaded,
+  issue #671).
 * `/berth/v1/models`: every configured model with its version statuses (issue #795); GET
   `/v1/models` keeps TF Serving's 400 `Missing model name in request.`.
 """
@@ -29,7 +30,7 @@ from berth_server.observability import exposition, request_record
 from berth_server.observability.request_record import RequestObserver
 from berth_server.rest import body, json_body
 from berth_server.rest.api import RestApi
-from berth_server.service.inference_service import InferenceService
+from berth_server.service.server_view import ServerView
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +52,26 @@ _POST_VERBS = frozenset(("predict", "classify", "regress"))
 
 
 class RestFront:
-    def __init__(self, api: RestApi, service: InferenceService, core: ServerCore,
+    def __init__(self, api: RestApi, view: ServerView, core: ServerCore,
                  observer: RequestObserver, *, metrics_path: str | None, max_body_bytes: int,
                  body_budget: body.BodyBudget, read_length: bool, enable_cors: bool) -> None:
         """`read_length`: check `Content-Length` before reading (a limit or the access log is
         on); otherwise only the body's actual size is checked, as it arrives."""
         self._api = api
-        self._service = service
+        self._view = view
         self._core = core
         self._observer = observer
         self._max_body_bytes = max_body_bytes
         self._body_budget = body_budget
         self._read_length = read_length
         self._cors = _CORS if enable_cors else []
-        self._routes: dict[str, Callable[[], tuple[int, bytes, Headers]]] = {
-            LIVENESS_PATH: lambda: (200, b'{"status": "alive"}\n', _JSON),
+        self._routes: dict[str, Callable[[], Awaitable[tuple[int, bytes, Headers]]]] = {
+            LIVENESS_PATH: _alive,
             READINESS_PATH: self._readiness,
             LIST_MODELS_PATH: self._list_models,
         }
         if metrics_path:
-            self._routes[metrics_path] = lambda: (200, exposition.render(
-                observer.metrics.registry), [(b"content-type", exposition.CONTENT_TYPE)])
+            self._routes[metrics_path] = self._metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +82,7 @@ class RestFront:
                 await _respond(send, 405, json_body.encode_error(
                     f"Method {scope['method']} is not allowed on {scope['path']}"), _JSON)
                 return
-            await _respond(send, *route())
+            await _respond(send, *await route())
             return
         # TF Serving matches its URL grammar on the path as sent, before any unescaping.
         path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0]
@@ -129,28 +129,41 @@ class RestFront:
         return 400, json_body.encode_error("Origin header is missing in CORS preflight"), [
             *_JSON, *self._cors]
 
-    def _readiness(self) -> tuple[int, bytes, Headers]:
-        manager = self._core.manager
-        models = {name: manager.available_versions(name) for name in self._core.model_names}
-        ready = bool(models) and self._core.is_ready()
-        payload = json_body.dumps({"ready": ready, "models": {
+    async def _readiness(self) -> tuple[int, bytes, Headers]:
+        readiness = await self._view.readiness()
+        payload = json_body.dumps({"ready": readiness.ready, "models": {
             name: {"available_versions": [str(v) for v in versions]}
-            for name, versions in sorted(models.items())}})
-        return (200 if ready else 503), payload, _JSON
+            for name, versions in sorted(readiness.available.items())}})
+        return (200 if readiness.ready else 503), payload, _JSON
 
-    def _list_models(self) -> tuple[int, bytes, Headers]:
+    async def _metrics(self) -> tuple[int, bytes, Headers]:
+        try:
+            families = await self._view.metric_families()
+        except errors.ServingError as error:  # a worker did not answer: no partial sums
+            return errors.http_status(error.code), json_body.encode_error(error.message), _JSON
+        return 200, exposition.render_families(families), [
+            (b"content-type", exposition.CONTENT_TYPE)]
+
+    async def _list_models(self) -> tuple[int, bytes, Headers]:
         models = []
         for name in sorted(self._core.model_names):
             entry: dict[str, Any] = {"name": name, "model_version_status": []}
             try:
                 entry.update(json_format.MessageToDict(
-                    self._service.status(name, None), always_print_fields_with_no_presence=True,
-                    preserving_proto_field_name=True))
-            except errors.ServingError:
-                pass  # configured, no version found yet
+                    await self._view.status(name, None),
+                    always_print_fields_with_no_presence=True, preserving_proto_field_name=True))
+            except errors.ServingError as error:
+                if error.code != errors.Code.NOT_FOUND:
+                    return errors.http_status(error.code), json_body.encode_error(
+                        error.message), _JSON
+                # configured, no version found yet
             entry["version_labels"] = {k: str(v) for k, v in self._core.labels(name).items()}
             models.append(entry)
         return 200, json_body.dumps({"models": models}), _JSON
+
+
+async def _alive() -> tuple[int, bytes, Headers]:
+    return 200, b'{"status": "alive"}\n', _JSON
 
 
 async def _respond(send: Send, status: int, payload: bytes, headers: Headers) -> None:

@@ -1,9 +1,9 @@
 """tensorflow.serving.PredictionService and ModelService over grpc.aio.
 
 Built on the servicer bases generated in the tensorflow-serving-api wheel, so the official stubs
-work unmodified. Each method decodes its request, calls the InferenceService (or ServerCore for
-config reloads), encodes the result, and maps a ServingError to a gRPC status with the same
-code, once, in `_abort`.
+work unmodified. Each method decodes its request, calls the InferenceService (the ServerView for
+model status and config reloads), encodes the result, and maps a ServingError to a gRPC status
+with the same code, once, in `_abort`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from tensorflow_serving.apis import (
 
 from berth_server import errors
 from berth_server.core import model_status
-from berth_server.core.server_core import ServerCore
 from berth_server.servables import example_inputs, inference, tensor_protos
 from berth_server.service import offload
 from berth_server.service.inference_service import (
@@ -42,6 +41,7 @@ from berth_server.service.inference_service import (
     Result,
 )
 from berth_server.service.model_spec import ModelSpec
+from berth_server.service.server_view import ServerView
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +214,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, service: InferenceService, core: ServerCore, *,
-                 enable_reload: bool) -> None:
-        self._service = service
-        self._core = core
+    def __init__(self, view: ServerView, *, enable_reload: bool) -> None:
+        self._view = view
         self._enable_reload = enable_reload
 
     @_abort
@@ -227,7 +225,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         if not request.HasField("model_spec"):
             raise errors.invalid_argument("Missing ModelSpec")
         spec = model_spec(request.model_spec)
-        return self._service.status(spec.name, spec.version)
+        return await self._view.status(spec.name, spec.version)
 
     @_abort
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
@@ -240,19 +238,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             kind = request.config.WhichOneof("config")
             raise errors.invalid_argument(f"ServerCore config changes of type {kind} is not "
                                           "supported; only model_config_list is")
-        try:
-            await self._core.reload(request.config, timeout_seconds=context.time_remaining())
-        except TimeoutError:
-            raise errors.ServingError(
-                errors.Code.DEADLINE_EXCEEDED, "The new models did not become available before "
-                "the call's deadline; the running config is kept") from None
+        await self._view.reload(request.config, timeout_seconds=context.time_remaining())
         return model_management_pb2.ReloadConfigResponse(status=model_status.status_proto(None))
 
 
-def add_services(server: grpc.aio.Server, service: InferenceService, core: ServerCore, *,
+def add_services(server: grpc.aio.Server, service: InferenceService, view: ServerView, *,
                  tensor_content_outputs: bool, max_fill_bytes: int, enable_reload: bool) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(service, tensor_content_outputs=tensor_content_outputs,
                           max_fill_bytes=max_fill_bytes), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(service, core, enable_reload=enable_reload), server)
+        ModelService(view, enable_reload=enable_reload), server)

@@ -15,10 +15,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import get_model_status_pb2
 
 from berth_server import errors
-from berth_server.core import model_status
 from berth_server.core.aspired_versions_manager import Lease
 from berth_server.core.server_core import ServerCore
 from berth_server.observability import request_record
@@ -117,10 +115,6 @@ class InferenceService:
         """The version's signatures (no signature is named: the response's is empty)."""
         with self._lease(spec) as lease:
             return Result(lease.name, lease.version, "", lease.servable.signatures)
-
-    def status(self, name: str, version: int | None,
-               ) -> get_model_status_pb2.GetModelStatusResponse:
-        return model_status.model_status(self._core.manager.statuses(name), name, version)
 
     @contextlib.contextmanager
     def _lease(self, spec: ModelSpec) -> Iterator[Lease[Servable]]:

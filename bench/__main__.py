@@ -3,8 +3,9 @@
     python -m bench [--quick] [--models mlp,mobilenet_v2] [--out bench/results]
 
 Installs its tools (bench/setup.sh), exports its models, then measures the in-process limit, the
-do-nothing transport ceilings, Berth (gRPC and REST, batching off and on), the KServe peer and
-Berth at twice its capacity (bench.overload), and writes NAME.md, NAME.json and NAME.png into the
+do-nothing transport ceilings, Berth (gRPC and REST, batching off and on), the KServe peer,
+Berth on 1, 2, ... CPUs with a worker per CPU (bench.cores) and Berth at twice its capacity
+(bench.overload), and writes NAME.md, NAME.json and NAME.png into the
 output folder (NAME is "bench", or "quick" for `--quick`, a smoke run of a minute or two that is
 not meant to be quoted).
 """

@@ -1,9 +1,10 @@
 """Load generators: h2load for gRPC, wrk for REST, each pinned to the load core and accounted.
 
-Both are C tools with one thread here, so one core drives the load while the server under test
-has the other. Each run returns its throughput, p50/p99, errors, and the CPU share the tool
-itself used (from `wait4` rusage): a share near 100 % means the row measures the tool, not the
-server, and the report says so.
+Both are C tools with one thread here (more only on the cores axis, one per CPU they get), so
+one core drives the load while the server under test has the other. Each run returns its
+throughput, p50/p99, errors, and the CPU share the tool itself used (from `wait4` rusage): a
+share near 100 % means the row measures the tool, not the server, and the report says so. The
+server's CPU is summed over its process and every descendant (its workers).
 
 gRPC through h2load: the request body is a pre-encoded, length-prefixed PredictRequest sent as
 HTTP/2 POSTs with gRPC's headers. h2load judges HTTP status only, and a gRPC error is HTTP 200
@@ -14,6 +15,7 @@ errors. Latency percentiles come from h2load's per-request log.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -59,25 +61,47 @@ class Load:
     rest_path: str = ""
     good_response_bytes: int = 0
     """gRPC only: DATA bytes of one good answer (frame prefix included)."""
+    threads: int = 1
+    """Threads of the load tool (one per CPU it is given)."""
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: a Berth server with workers is several processes."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # it ended meanwhile
+    tree, generation = [pid], [pid]
+    while generation:
+        generation = [child for child, parent in parents.items() if parent in generation]
+        tree += generation
+    return tree
 
 
 def _schedstat_seconds(pid: int) -> tuple[float, float]:
-    """(on-CPU, runnable-but-waiting) seconds summed over the process's live threads."""
+    """(on-CPU, runnable-but-waiting) seconds summed over the live threads of the process
+    and its descendants."""
     running = waiting = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            on_cpu, wait, _ = (task / "schedstat").read_text().split()
-        except (OSError, ValueError):
-            continue  # the thread ended meanwhile
-        running += int(on_cpu)
-        waiting += int(wait)
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            for task in Path(f"/proc/{process}/task").iterdir():
+                try:
+                    on_cpu, wait, _ = (task / "schedstat").read_text().split()
+                except (OSError, ValueError):
+                    continue  # the thread ended meanwhile
+                running += int(on_cpu)
+                waiting += int(wait)
     return running / 1e9, waiting / 1e9
 
 
-def _run_pinned(command: list[str], cpu: int, server_pid: int
+def _run_pinned(command: list[str], cpu: int | str, server_pid: int
                 ) -> tuple[str, float, float, tuple[float, float]]:
-    """Run ``command`` on ``cpu``; return its stdout, wall seconds, its CPU seconds and the
-    server's (CPU, wait) seconds over the same span."""
+    """Run ``command`` on ``cpu`` (a CPU or a taskset list); return its stdout, wall seconds,
+    its CPU seconds and the server's (CPU, wait) seconds over the same span."""
     server_before = _schedstat_seconds(server_pid)
     start = time.monotonic()
     with tempfile.TemporaryFile() as out:
@@ -101,9 +125,10 @@ def _percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
 
 
-def _h2load(load: Load, seconds: float, cpu: int, server_pid: int) -> RunResult:
+def _h2load(load: Load, seconds: float, cpu: int | str, server_pid: int) -> RunResult:
     with tempfile.NamedTemporaryFile(suffix=".log") as log:
-        command = ["h2load", f"-c{load.concurrency}", "-m1", f"-D{seconds:g}",
+        command = ["h2load", f"-t{load.threads}", f"-c{load.concurrency}", "-m1",
+                   f"-D{seconds:g}",
                    "-H", "content-type: application/grpc", "-H", "te: trailers",
                    "-d", str(load.body), f"--log-file={log.name}",
                    f"http://127.0.0.1:{load.port}{GRPC_PREDICT_PATH}"]
@@ -139,8 +164,8 @@ def _wrk_script(body: Path) -> Path:
     return script
 
 
-def _wrk(load: Load, seconds: float, cpu: int, server_pid: int) -> RunResult:
-    command = ["wrk", "-t1", f"-c{load.concurrency}", f"-d{seconds:g}s", "--latency",
+def _wrk(load: Load, seconds: float, cpu: int | str, server_pid: int) -> RunResult:
+    command = ["wrk", f"-t{load.threads}", f"-c{load.concurrency}", f"-d{seconds:g}s", "--latency",
                f"--timeout={WRK_TIMEOUT}", "-s", str(_wrk_script(load.body)),
                f"http://127.0.0.1:{load.port}{load.rest_path}"]
     text, wall, cpu_s, server_s = _run_pinned(command, cpu, server_pid)
@@ -158,7 +183,7 @@ def _wrk(load: Load, seconds: float, cpu: int, server_pid: int) -> RunResult:
                      server_s[0] / wall, server_s[1] / wall)
 
 
-def run_once(load: Load, seconds: float, *, cpu: int, server_pid: int) -> RunResult:
+def run_once(load: Load, seconds: float, *, cpu: int | str, server_pid: int) -> RunResult:
     """One bounded run; errors are counted, and only good answers count towards req/s."""
     runner = _h2load if load.transport == "grpc" else _wrk
     return runner(load, seconds, cpu, server_pid)

@@ -80,6 +80,31 @@ def inprocess_table(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cores_table(rows: list[dict[str, Any]]) -> list[str]:
+    """`bench.cores`: each point against the 1-CPU row and against one worker on its CPUs."""
+    index = {(r["model"], r["transport"], r["server_cpus"], r["workers"]): r for r in rows}
+    body = []
+    for r in rows:
+        rps = r["requests_per_second"]
+        alone = index.get((r["model"], r["transport"], 1, 1))
+        one_worker = index.get((r["model"], r["transport"], r["server_cpus"], 1))
+        shown = f"{rps:,.0f}" if r["completed"] >= r["concurrency"] else f"{rps:.1f}*"
+        body.append([r["model"], r["transport"], str(r["server_cpus"]), str(r["workers"]),
+                     f"{r['load_cpus']} ×{r['load_threads']}", shown,
+                     f"{r['rps_min']:,.0f}–{r['rps_max']:,.0f}", f"{r['p50_ms']:.2f}",
+                     f"{r['p99_ms']:.2f}", str(r["errors"]), f"{r['server_cpu_share']:.0%}",
+                     f"{r['loadgen_cpu_share']:.0%}",
+                     f"{r['requests_per_server_cpu_second']:,.0f}", _ratio(rps, alone),
+                     _ratio(rps, one_worker) if r["workers"] > 1 else "",
+                     f"{r['rss_mib']:,.0f}"])
+    return _table(["model", "transport", "server CPUs", "workers", "load tool CPUs ×threads",
+                   "req/s", "req/s min–max", "p50 ms", "p99 ms", "errors", "server CPU",
+                   "load-gen CPU", "req per server CPU-s", "x 1 CPU", "x 1 worker, same CPUs",
+                   "RSS MiB (all processes)"], body) + (
+        ["", "\\* fewer answers than clients in a run: the rate is a floor."]
+        if any(r["completed"] < r["concurrency"] for r in rows) else [])
+
+
 def overload_table(overload: dict[str, Any]) -> list[str]:
     """`bench.overload`'s results, one column per transport."""
 
@@ -125,6 +150,13 @@ def render(results: dict[str, Any]) -> str:
         lines += series_table(results, model)
         lines += ["", "### In-process limit (signature called from Python, server core)", ""]
         lines += inprocess_table(entry)
+    if results.get("cores"):
+        lines += ["", "## Cores (`bench.cores`: a worker per CPU, 32 clients, batching on)", "",
+                  "The server pinned to its CPUs with `--num_workers` equal to them. Where the "
+                  "load tool shares the server's CPUs (\"shared\") req/s reads low by the "
+                  "tool's own CPU; req per server CPU-second and the one-worker row on the same "
+                  "CPUs compare fairly regardless.", ""]
+        lines += cores_table(results["cores"])
     if "overload" in results:
         lines += ["", "## Overload (the busy model, `python -m bench.overload`)", "",
                   "Capacity from four closed-loop clients; then open-loop load at twice that. "

@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench import load
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 300.0
 
@@ -52,6 +54,18 @@ class Server:
     @property
     def rss_bytes(self) -> int:
         return self.status_kib("VmRSS") * 1024
+
+    @property
+    def tree_rss_bytes(self) -> int:
+        """Resident memory of the server and its workers together (shared pages counted in
+        each process, so an upper bound)."""
+        total = 0
+        for pid in load.process_tree(self.process.pid):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -103,9 +117,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running(name: str, command: list[str], *, cpu: int, logs_dir: Path, grpc_port: int = 0,
+def running(name: str, command: list[str], *, cpu: int | str, logs_dir: Path, grpc_port: int = 0,
             rest_port: int = 0, ready: Callable[[], bool]) -> Iterator[Server]:
-    """Start ``command`` pinned to ``cpu``; yield once ``ready()``; stop it (SIGTERM) after."""
+    """Start ``command`` pinned to ``cpu`` (a CPU or a taskset list); yield once ``ready()``;
+    stop it (SIGTERM) after."""
     logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = logs_dir / f"{name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -125,10 +140,12 @@ def running(name: str, command: list[str], *, cpu: int, logs_dir: Path, grpc_por
 
 
 def berth_command(model: str, model_dir: Path, grpc_port: int, rest_port: int,
-                  batching_file: Path | None) -> list[str]:
+                  batching_file: Path | None, *, workers: int = 1) -> list[str]:
     command = [str(Path(sys.executable).parent / "berth-server"), f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", f"--model_name={model}",
                f"--model_base_path={model_dir.resolve()}"]
+    if workers != 1:
+        command.append(f"--num_workers={workers}")
     if batching_file is not None:
         command += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
     return command

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import load, models, probe, servers
+from bench import cores, load, models, probe, servers
 
 LOAD_CPU = 0
 SERVER_CPU = 1
@@ -179,6 +179,17 @@ def overload(settings: Settings, paths: Paths) -> dict[str, Any]:
     return result
 
 
+def cores_axis(settings: Settings, paths: Paths) -> list[dict[str, Any]]:
+    """Berth on 1, 2, ... CPUs with a worker per CPU (`bench.cores`), every model."""
+    rows: list[dict[str, Any]] = []
+    for name in settings.models:
+        _log(f"{name}: cores axis, {cores.CONCURRENCY} clients, batching on")
+        rows += cores.measure(models.MODELS[name], seconds=settings.seconds,
+                              warmup_seconds=settings.warmup_seconds, runs=settings.runs,
+                              models_dir=paths.models_dir, logs_dir=paths.logs_dir, log=_log)
+    return rows
+
+
 def run(settings: Settings, paths: Paths) -> dict[str, Any]:
     results: dict[str, Any] = {"models": {}}
     if "mlp" in settings.models:
@@ -194,5 +205,6 @@ def run(settings: Settings, paths: Paths) -> dict[str, Any]:
             entry["berth_batching_off" if not batching else "berth_batching_on"] = started
         entry["series"] += peer(spec, settings, paths)
         results["models"][name] = entry
+    results["cores"] = cores_axis(settings, paths)
     results["overload"] = overload(settings, paths)
     return results

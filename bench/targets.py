@@ -115,6 +115,24 @@ def _overload(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _cores(results: dict[str, Any], transport: str) -> dict[str, Any]:
+    """The workers keep one process's work per CPU: then throughput grows with the CPUs given,
+    whatever share of them the load tool takes on a small machine."""
+    rows = [r for r in results.get("cores", []) if (r["model"], r["transport"]) == ("mlp",
+                                                                                    transport)]
+    name = (f"Cores, MLP, {transport}: req per server CPU-second with a worker per CPU "
+            ">= 0.8x one worker on one CPU")
+    alone = next((r for r in rows if (r["server_cpus"], r["workers"]) == (1, 1)), None)
+    widest = max(rows, key=lambda r: (r["workers"], r["server_cpus"]), default=None)
+    if alone is None or widest is None or widest is alone:
+        return _target(name, "-", ">= 0.8x", None)
+    ratio = (widest["requests_per_server_cpu_second"]
+             / alone["requests_per_server_cpu_second"])
+    return _target(name, f"{widest['requests_per_server_cpu_second']:.0f} ({widest['workers']} "
+                   f"workers) / {alone['requests_per_server_cpu_second']:.0f} = {ratio:.2f}x",
+                   ">= 0.8x", ratio >= 0.8)
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     peer = _peer_label(results, "mlp")
     targets = [
@@ -131,6 +149,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for model in results["models"]:
         targets += [_latency(results, model, "grpc", 0.5), _latency(results, model, "rest", 1.0),
                     _startup(results, model), _memory(results, model)]
+    if results.get("cores"):
+        targets += [_cores(results, "grpc"), _cores(results, "rest")]
     if "overload" in results:
         targets += _overload(results)
     return targets

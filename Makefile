@@ -71,8 +71,9 @@ store-emulators:
 real-node: k8s-bins
 	@echo ">> a real node, Traefik, and the server and operator images (cached under ~/.cache/berth)"
 	tools/build-real-node.sh
-	tools/build-traefik.sh
-	tools/build-images.sh
+	@# Traefik's compile (CPU) runs beside the image builds (mostly downloads and disk).
+	tools/build-traefik.sh & traefik=$$!; tools/build-images.sh; images=$$?; \
+		wait $$traefik && exit $$images
 
 # Its scenarios run in a network namespace of their own: nothing they start is reachable from,
 # or reaches, anything outside it.

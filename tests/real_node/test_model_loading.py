@@ -201,3 +201,5 @@ class ContainerStates(threading.Thread):
             if event["type"] == "DELETED":
                 break
         self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()

@@ -17,7 +17,9 @@ def test_the_chart_operator_pod_reconciles_with_its_service_account(
     namespace: str,
     models: pathlib.Path,
 ) -> None:
-    (pod,) = workloads.pods(control_plane, berth_operator.namespace, "app.kubernetes.io/name=berth")
+    (pod,) = workloads.pods(
+        control_plane, berth_operator.namespace, "app.kubernetes.io/name=berth-operator"
+    )
     assert pod["spec"]["nodeName"] == node.name
     assert pod["spec"]["serviceAccountName"] == berth_operator.name
     (container,) = pod["spec"]["containers"]
@@ -46,8 +48,9 @@ def test_the_chart_operator_pod_reconciles_with_its_service_account(
     )
     ready = workloads.wait_condition(control_plane, namespace, "half-plus-two")
     assert ready["reason"] == "StableAvailable", ready
-    stable = workloads.get(control_plane, namespace, "deployment", "half-plus-two-stable")
-    assert stable is not None
+    stable = control_plane.kubectl_json(
+        "get", "deployment", "half-plus-two-stable", "-n", namespace, "--show-managed-fields"
+    )
     managers = {entry["manager"] for entry in stable["metadata"]["managedFields"]}
     assert "berth-operator" in managers, managers  # the operator's server-side apply
     address = workloads.cluster_ip(control_plane, namespace, "half-plus-two")

@@ -31,6 +31,10 @@ class _Outputs(tf.Module):
     def echo(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"y": x}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="x")])
+    def echo_ints(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": x}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
     def scalar_text(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"label": tf.constant("hello"), "label_bytes": tf.constant(b"\x00\xff")}
@@ -54,7 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory,
            start_module_server: Callable[..., ServerProcess]) -> ServerProcess:
     base = tmp_path_factory.mktemp("outputs")
     module = _Outputs()
-    signatures = {"serving_default": module.echo, "scalar_text": module.scalar_text,
+    signatures = {"serving_default": module.echo, "echo_ints": module.echo_ints,
+                  "scalar_text": module.scalar_text,
                   "zero_batch": module.zero_batch, "zero_batches": module.zero_batches,
                   "uneven_batches": module.uneven_batches}
     tf.saved_model.save(module, str(Path(base, "1")), signatures=signatures)
@@ -81,6 +86,34 @@ def test_an_integer_that_float_cannot_hold_is_rounded(server: ServerProcess) -> 
         assert reply.status == 200, reply.body
         (served,) = reply.json()["predictions"]
         assert np.float32(served) == np.float32(1435774380)  # written at float32 precision
+
+
+@pytest.mark.parametrize(("key", "answer"), [("instances", "predictions"), ("inputs", "outputs")])
+def test_a_large_dense_body_is_served_as_a_small_one_is(server: ServerProcess, key: str,
+                                                        answer: str) -> None:
+    """Bodies past dense_body.MIN_BODY_BYTES are read straight into numpy."""
+    values = np.round(np.random.default_rng(0).normal(size=4000), 3)
+    for signature, sent in (("serving_default", values), ("echo_ints", values * 1000)):
+        dtype = np.float32 if signature == "serving_default" else np.int32
+        reply = post(server.rest_port, PREDICT, {"signature_name": signature,
+                                                 key: sent.astype(dtype).tolist()})
+        assert reply.status == 200, reply.body
+        served = np.array(reply.json()[answer], dtype=dtype)
+        assert np.array_equal(served, sent.astype(dtype)) and served.any()
+
+
+def test_a_large_dense_body_the_signature_refuses_gets_the_general_error(
+        server: ServerProcess) -> None:
+    reply = post(server.rest_port, PREDICT, {"signature_name": "echo_ints",
+                                             "instances": [0.5] * 4000})
+    assert reply.status == 400
+    assert reply.error == ("Failed to process element: 0 of 'instances' list. Error: "
+                           "INVALID_ARGUMENT: JSON Value: 0.5 Type: Number is not of expected "
+                           "type: int32")
+    reply = post(server.rest_port, PREDICT, {"signature_name": "missing",
+                                             "instances": [0.5] * 4000})
+    assert reply.status == 400
+    assert reply.error == 'Serving signature name: "missing" not found in signature def'
 
 
 def test_doubles_beyond_float_become_infinity_or_zero(server: ServerProcess) -> None:

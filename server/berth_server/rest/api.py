@@ -38,9 +38,9 @@ class RestApi:
             return _proto_json(await self._view.status(route.model_name, route.version))
         if route.verb == "metadata":
             return self._metadata(route)
-        document = await offload.run(lambda: json_body.parse_body(body), size=len(body))
         if route.verb == "predict":
-            return await self._predict(route, document, len(body))
+            return await self._predict(route, body)
+        document = await offload.run(lambda: json_body.parse_body(body), size=len(body))
         request = examples_request.decode_examples_request(document)
         spec = _spec(route, request.signature_name)
         examples = request.serialized_examples()
@@ -62,9 +62,10 @@ class RestApi:
         return json_body.dumps({"model_spec": _proto_dict(spec),
                                 "metadata": {"signature_def": _proto_dict(signature_map)}})
 
-    async def _predict(self, route: routes.Route, document: dict[str, Any],
-                       body_bytes: int) -> bytes:
-        spec = _spec(route, json_body.signature_name_of(document))
+    async def _predict(self, route: routes.Route, body: bytes) -> bytes:
+        parsed = await offload.run(lambda: predict_request.parse_predict_body(body),
+                                   size=len(body))
+        spec = _spec(route, predict_request.signature_name_of(parsed))
         row_format = False
 
         async def decode(signature: meta_graph_pb2.SignatureDef | None,
@@ -74,8 +75,8 @@ class RestApi:
                 raise errors.invalid_argument(f'Serving signature name: "{spec.signature_key}" '
                                               "not found in signature def")
             dtypes = {alias: info.dtype for alias, info in signature.inputs.items()}
-            decoded = await offload.run(lambda: predict_request.decode_predict_request(
-                document, dtypes, signature_name=spec.signature_name), size=body_bytes)
+            decoded = await offload.run(lambda: predict_request.decode_parsed_request(
+                parsed, body, dtypes, signature_name=spec.signature_name), size=len(body))
             row_format = decoded.row_format
             return decoded.tensors
 

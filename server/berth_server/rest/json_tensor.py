@@ -122,6 +122,23 @@ def try_dense(value: Any, dtype: int) -> np.ndarray | None:
     return array.astype(_NUMPY[dtype], copy=False).reshape(shape)
 
 
+def from_numbers(floats: np.ndarray, ints: np.ndarray | None, dtype: int) -> np.ndarray | None:
+    """`try_dense` of a dense array of numbers already read into numpy (`dense_body`): `floats`
+    as doubles, `ints` as int64 when every number is an integer literal. None where `try_dense`
+    would find a number the dtype refuses, or the dtype takes no numbers."""
+    if dtype in _FLOATS:
+        if dtype == DT_DOUBLE:
+            return floats.copy()
+        with np.errstate(over="ignore"):
+            return floats.astype(np.float32)
+    if dtype not in _INT_RANGE or ints is None:
+        return None
+    low, high = _INT_RANGE[dtype]
+    if not ((ints >= low) & (ints <= high)).all():
+        return None
+    return ints.astype(_NUMPY[dtype])
+
+
 def _within(leaves: list[Any], array: np.ndarray, low: float, high: float) -> bool:
     """Range check: Python's min/max are cheaper on short lists, numpy on long ones."""
     if len(leaves) <= 64:

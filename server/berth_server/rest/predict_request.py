@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from berth_server import errors
-from berth_server.rest import json_tensor
+from berth_server.rest import dense_body, json_body, json_tensor
 from berth_server.rest.json_body import format_error, is_b64_object
 from berth_server.rest.json_body import value_to_string as _show
 
@@ -48,6 +48,48 @@ def decode_predict_request(body: dict[str, Any], input_dtypes: Mapping[str, int]
     if "inputs" in body:
         return PredictInputs(_from_inputs(body["inputs"], input_dtypes), False)
     raise errors.invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+ParsedBody = dense_body.DenseBody | dict[str, Any]
+
+
+def parse_predict_body(body: bytes) -> ParsedBody:
+    """The body read straight into numpy when it is one dense array of numbers (`dense_body`),
+    else as `json_body.parse_body` reads it (with its errors)."""
+    return dense_body.parse(body) or json_body.parse_body(body)
+
+
+def signature_name_of(parsed: ParsedBody) -> str:
+    """The body's `signature_name`, "" when absent (`json_body.signature_name_of`)."""
+    if isinstance(parsed, dense_body.DenseBody):
+        return parsed.signature_name
+    return json_body.signature_name_of(parsed)
+
+
+def decode_parsed_request(parsed: ParsedBody, body: bytes, input_dtypes: Mapping[str, int], *,
+                          signature_name: str) -> PredictInputs:
+    """`decode_predict_request` of what `parse_predict_body` read from `body`. A dense body that
+    the signature does not take as one tensor is parsed again, for the general path's checks
+    and messages."""
+    if isinstance(parsed, dense_body.DenseBody):
+        decoded = decode_dense_request(parsed, input_dtypes)
+        if decoded is not None:
+            return decoded
+        parsed = json_body.parse_body(body)
+    return decode_predict_request(parsed, input_dtypes, signature_name=signature_name)
+
+
+def decode_dense_request(body: dense_body.DenseBody, input_dtypes: Mapping[str, int],
+                         ) -> PredictInputs | None:
+    """`decode_predict_request` of a body read by `dense_body`, or None where that would not
+    convert the array as one dense tensor (it then raises the error, or walks the values)."""
+    if len(input_dtypes) != 1:
+        return None
+    ((name, dtype),) = input_dtypes.items()
+    tensor = json_tensor.from_numbers(body.floats, body.ints, dtype)
+    if tensor is None:
+        return None
+    return PredictInputs({name: tensor}, body.key == "instances")
 
 
 def _from_inputs(value: Any, dtypes: Mapping[str, int]) -> dict[str, np.ndarray]:

@@ -75,6 +75,8 @@ class RequestObserver:
         self.metrics = metrics
         self._access_log = access_log
         self._is_served = is_served
+        # Only the access log reads a record's byte counts; a transport may skip counting.
+        self.wants_sizes = access_log is not None
 
     def finish(self, record: RequestRecord, *, metric_api: str | None = None) -> None:
         """Record a finished request; `metric_api` overrides the API label of the metrics."""

@@ -50,16 +50,20 @@ class RecordingInterceptor(grpc.aio.ServerInterceptor):
     def _recorded(self, api: str, behavior: Callable[..., Awaitable[Any]],
                   ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         observer = self._observer
+        # ByteSize() serializes the whole message: pay it only when the access log is kept.
+        sizes = observer.wants_sizes
 
         async def recorded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             record = request_record.begin("GRPC")
             record.api, record.model_name = api, request.model_spec.name
-            record.request_bytes = request.ByteSize()
+            if sizes:
+                record.request_bytes = request.ByteSize()
             call = behavior(request, context)
             del request  # an aborted call's state keeps this frame (see rpc.services._abort)
             try:
                 response = await call
-                record.response_bytes = response.ByteSize()
+                if sizes:
+                    record.response_bytes = response.ByteSize()
                 return response
             except asyncio.CancelledError:
                 record.code = errors.Code.CANCELLED

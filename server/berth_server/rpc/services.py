@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf import wrappers_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -114,17 +113,25 @@ async def predict(service: InferenceService, request: predict_pb2.PredictRequest
 
 def _predict_response(result: Result[inference.Outputs], tensor_content: bool,
                       ) -> predict_pb2.PredictResponse:
-    response = predict_pb2.PredictResponse(model_spec=_response_spec(result))
+    """Built in place: each output is encoded straight into its map entry, never copied."""
+    response = predict_pb2.PredictResponse()
+    _fill_spec(response.model_spec, result)
+    outputs = response.outputs
     for alias, value in result.value.items():
-        response.outputs[alias].CopyFrom(
-            tensor_protos.to_proto(value, as_tensor_content=tensor_content))
+        tensor_protos.fill_proto(outputs[alias], value, as_tensor_content=tensor_content)
     return response
 
 
 def _response_spec(result: Result[Any]) -> model_pb2.ModelSpec:
-    return model_pb2.ModelSpec(name=result.model_name,
-                               version=wrappers_pb2.Int64Value(value=result.version),
-                               signature_name=result.signature_name)
+    spec = model_pb2.ModelSpec()
+    _fill_spec(spec, result)
+    return spec
+
+
+def _fill_spec(spec: model_pb2.ModelSpec, result: Result[Any]) -> None:
+    spec.name = result.model_name
+    spec.version.value = result.version
+    spec.signature_name = result.signature_name
 
 
 def _classification(value: Classifications) -> classification_pb2.ClassificationResult:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sized
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from berth_server import errors
 
@@ -51,6 +51,9 @@ _CONTENT_DTYPES: dict[int, np.dtype] = {
     types_pb2.DT_UINT8: np.dtype("u1"),
     types_pb2.DT_BOOL: np.dtype("?"),
 }
+_NATIVE_DTYPES: dict[np.dtype, np.dtype] = {
+    dtype: dtype if dtype.isnative else dtype.newbyteorder("=")
+    for dtype in _CONTENT_DTYPES.values()}
 
 # TF fills a tensor whose typed values are fewer than its shape (zeros, or the last value
 # repeated): a few bytes on the wire could ask for terabytes. A fill may grow a tensor only to
@@ -82,32 +85,34 @@ def to_ndarray(proto: tensor_pb2.TensorProto, *,
 def _from_content(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
     """The common client encoding (`tf.make_tensor_proto`) without TensorFlow's slower path."""
     dtype = _CONTENT_DTYPES.get(proto.dtype)
-    if dtype is None or not proto.tensor_content or proto.tensor_shape.unknown_rank:
+    if dtype is None or proto.tensor_shape.unknown_rank:
+        return None
+    content = proto.tensor_content  # each read of a bytes field is a copy: read it once
+    if not content:
         return None
     shape = [dim.size for dim in proto.tensor_shape.dim]
-    expected_bytes = math.prod(shape) * dtype.itemsize
-    if any(size < 0 for size in shape) or len(proto.tensor_content) != expected_bytes:
+    if len(content) != math.prod(shape) * dtype.itemsize or any(size < 0 for size in shape):
         return None  # let make_ndarray report it
-    values = np.frombuffer(proto.tensor_content, dtype)
-    return values.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+    values = np.frombuffer(content, dtype)
+    native = _NATIVE_DTYPES[dtype]
+    return (values if native is dtype else values.astype(native)).reshape(shape)
 
 
-def _check_fill(proto: tensor_pb2.TensorProto, max_fill_bytes: int) -> None:
+def _check_fill(proto: tensor_pb2.TensorProto, max_fill_bytes: int) -> int:
+    """The bytes `proto` would be filled with; raises when over `max_fill_bytes`."""
     needed, sent = _fill(proto)
     if needed > max_fill_bytes:
         raise errors.invalid_argument(
             f"Unable to parse tensor proto: shape {[d.size for d in proto.tensor_shape.dim]} "
             f"needs {needed // _item_bytes(proto)} values but {sent} were sent; a tensor over "
             f"{max_fill_bytes} bytes must carry its values")
+    return needed
 
 
 def check_fills(protos: Iterable[tensor_pb2.TensorProto], max_fill_bytes: int) -> None:
     """A request's fills together may grow it only as far as one tensor's may: the bound is
     per request, so many small asks cannot add up to what one large one is refused."""
-    protos = list(protos)
-    for proto in protos:
-        _check_fill(proto, max_fill_bytes)
-    needed = sum(_fill(proto)[0] for proto in protos)
+    needed = sum(_check_fill(proto, max_fill_bytes) for proto in protos)
     if needed > max_fill_bytes:
         raise errors.invalid_argument(
             f"Unable to parse tensor proto: the request's tensors need {needed} bytes filled "
@@ -143,8 +148,26 @@ def _item_bytes(proto: tensor_pb2.TensorProto) -> int:
 
 def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
     """Encode a result tensor the way TF Serving does."""
-    dtype = tf.as_dtype(array.dtype).as_datatype_enum
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(array.shape))
+    proto = tensor_pb2.TensorProto()
+    fill_proto(proto, array, as_tensor_content=as_tensor_content)
+    return proto
+
+
+def fill_proto(proto: tensor_pb2.TensorProto, array: np.ndarray, *,
+               as_tensor_content: bool = False) -> None:
+    """`to_proto` into an empty TensorProto the caller holds, such as a response's map entry:
+    building in place spares the copy that `CopyFrom` of a finished tensor would make."""
+    dtype = _DATATYPE_ENUM.get(array.dtype)
+    if dtype is None:
+        dtype = tf.as_dtype(array.dtype).as_datatype_enum
+        if array.dtype.kind not in "SU":  # fixed-width text has a dtype per width: not kept
+            _DATATYPE_ENUM[array.dtype] = dtype
+    proto.dtype = dtype
+    shape = proto.tensor_shape
+    shape.SetInParent()  # a scalar's shape is present and empty, as TF writes it
+    dims = shape.dim
+    for size in array.shape:
+        dims.add().size = size
     field = _TYPED_FIELD.get(dtype)
     bits = _BIT_FIELDS.get(dtype)
     if (field is None and bits is None) or (as_tensor_content and dtype != types_pb2.DT_STRING):
@@ -158,7 +181,11 @@ def to_proto(array: np.ndarray, *, as_tensor_content: bool = False) -> tensor_pb
             proto.MergeFromString(_raw_packed(name, values))
         else:
             getattr(proto, name).extend(values.tolist())
-    return proto
+
+
+# numpy dtype → TensorFlow's DataType enum, filled as results meet dtypes (`tf.as_dtype` costs
+# about a microsecond a call; results have a handful of dtypes).
+_DATATYPE_ENUM: dict[np.dtype, int] = {}
 
 
 # Fields whose packed wire bytes are the values' own little-endian bytes (a bool's 0 or 1 byte is
@@ -186,8 +213,3 @@ def _varint_bytes(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def _shape(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape])

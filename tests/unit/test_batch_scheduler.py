@@ -1,11 +1,13 @@
 """The shared batch scheduler with real batch threads, a fake model and (where time matters) a
 fake clock: batch formation under concurrent load, rows routed back, padding, splitting,
-overflow, deadlines, cancellation and keys that never share a batch."""
+overflow, deadlines, cancellation, keys that never share a batch, and the threads' priority."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 
 from berth_server import errors
 from berth_server.batching.parameters import BatchingParameters
-from berth_server.batching.scheduler import BatchScheduler
+from berth_server.batching.scheduler import BATCH_THREAD_NICENESS, BatchScheduler
 
 
 class FakeClock:
@@ -399,3 +401,22 @@ def test_each_queue_keeps_the_options_it_was_created_with(model: Model) -> None:
         assert [len(rows) for _, rows in model.batches] == [2, 3]  # padded to 2, not padded
 
     run(scheduler, main)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
+def test_batch_threads_yield_the_cpu_to_the_event_loop_and_only_they_do(model: Model) -> None:
+    seen: list[int] = []
+
+    def niceness(key: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return model(key, inputs)
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1), niceness)
+
+    async def main() -> None:
+        await submit(scheduler, [1.0])
+
+    run(scheduler, main)
+    assert seen == [BATCH_THREAD_NICENESS]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own

@@ -4,7 +4,8 @@
 returns; a refused task raises at once. Batch threads round-robin over the queues, take the
 next schedulable batch, drop tasks that were cancelled or whose deadline passed while queued
 (DEADLINE_EXCEEDED, no batch slot wasted), merge the rest, run them with `execute`, split the
-outputs and hand each caller its rows with one `call_soon_threadsafe` per batch.
+outputs and hand each caller its rows with one `call_soon_threadsafe` per batch. The batch
+threads yield the CPU to the event loop (`BATCH_THREAD_NICENESS`).
 
 A queue exists while tasks wait in it and is dropped once empty, so queues never pin a model
 version that has been unloaded. Keys are opaque to the scheduler; tasks of one batch always
@@ -21,6 +22,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -113,6 +116,7 @@ class BatchScheduler:
         self._deliver([(task, error) for task in left])
 
     def _thread_main(self) -> None:
+        _yield_to_event_loop()
         while True:
             with self._lock:
                 while True:
@@ -219,6 +223,27 @@ class BatchScheduler:
                 loop.call_soon_threadsafe(_resolve, delivery)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+
+# Batch threads run at the lowest CPU priority (Linux nice 19; per thread, so the event loop
+# keeps its own). They only matter when the core is contended: then the kernel runs the event
+# loop first, it reads and enqueues the requests already waiting on the sockets, and the batch
+# thread, woken at the batch timeout as before, runs a fuller batch once the loop has caught up.
+# On a core shared by a busy loop, every model call (~250 µs of CPU for a small MLP, cold caches
+# and TensorFlow's own threads included) otherwise runs with whatever the loop managed to enqueue
+# in the timeout: measured on one core, gRPC MLP at 32 clients with a 200 µs timeout, batches
+# grew from 1.3 to ~25 rows and throughput by a third (1,371 → 1,851 req/s); one client and idle
+# cores see no change, since the thread then gets the CPU at once. TensorFlow's compute threads
+# (their pools are made when a model loads) keep their priority: the batch thread only forms,
+# merges, splits and hands back batches.
+BATCH_THREAD_NICENESS = 19
+
+
+def _yield_to_event_loop() -> None:
+    if sys.platform != "linux":  # elsewhere setpriority(PRIO_PROCESS, tid) would not be per thread
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BATCH_THREAD_NICENESS)
 
 
 def _join(parts: list[Tensors | None]) -> Tensors | errors.ServingError:

@@ -8,7 +8,10 @@
 # Layout (contract with tests/kube_control_plane.py):
 #   $BERTH_CACHE/bin/            symlinks: etcd kube-apiserver kube-controller-manager
 #                                kube-scheduler kubectl helm kwok (refreshed on every run)
-#   $BERTH_CACHE/crds/           gateway-api-standard.yaml, istio-virtualservice.yaml
+#   $BERTH_CACHE/crds/           gateway-api-standard.yaml, istio-virtualservice.yaml (every
+#                                control plane installs these at start)
+#   $BERTH_CACHE/crds/optional/  keda-scaledobjects.yaml (installed only by the tests about KEDA,
+#                                which also test a cluster without it)
 #   $BERTH_CACHE/config/kwok-stages.yaml   kwok's "fast" node and pod stages (the standalone kwok
 #                                binary has none built in; kwokctl embeds the same files)
 #
@@ -25,13 +28,14 @@ HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
 ISTIO_API_VERSION="${ISTIO_API_VERSION:-v1.31.4}"
+KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
 
 CACHE="${BERTH_CACHE:-$HOME/.cache/berth}"
 BIN_LINKS="$CACHE/bin"
 CRD_DIR="$CACHE/crds"
 K8S_DIR="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 KWOK_DIR="$CACHE/kwok-$KWOK_VERSION"
-CRD_STAMP="$CRD_DIR/.gateway-api-$GATEWAY_API_VERSION-istio-api-$ISTIO_API_VERSION"
+CRD_STAMP="$CRD_DIR/.gateway-api-$GATEWAY_API_VERSION-istio-api-$ISTIO_API_VERSION-keda-$KEDA_VERSION"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
@@ -146,17 +150,20 @@ yaml_docs_matching() {
 fetch_crds() {
   if [[ -f "$CRD_STAMP" ]]; then log "cached: CRDs in $CRD_DIR"; return; fi
   need_go "the CRDs"
-  log "extracting Gateway API $GATEWAY_API_VERSION and Istio $ISTIO_API_VERSION CRDs"
-  local gw istio tmp="$CRD_DIR.tmp"
+  log "extracting the CRDs of Gateway API $GATEWAY_API_VERSION, Istio $ISTIO_API_VERSION," \
+    "KEDA $KEDA_VERSION"
+  local gw istio keda tmp="$CRD_DIR.tmp"
   gw=$(module_dir sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION")
   istio=$(module_dir istio.io/api "$ISTIO_API_VERSION")
-  rm -rf "$tmp" && mkdir -p "$tmp"
+  keda=$(module_dir github.com/kedacore/keda/v2 "$KEDA_VERSION")
+  rm -rf "$tmp" && mkdir -p "$tmp/optional"
   local f
   for f in "$gw"/config/crd/standard/*.yaml; do echo "---"; cat "$f"; done \
     >"$tmp/gateway-api-standard.yaml"
   yaml_docs_matching 'name: virtualservices[.]networking[.]istio[.]io' \
     "$istio/kubernetes/customresourcedefinitions.gen.yaml" >"$tmp/istio-virtualservice.yaml"
   grep -q 'kind: VirtualService' "$tmp/istio-virtualservice.yaml"
+  cat "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" >"$tmp/optional/keda-scaledobjects.yaml"
   touch "$tmp/$(basename "$CRD_STAMP")"
   rm -rf "$CRD_DIR" && mv "$tmp" "$CRD_DIR"
 }

@@ -3,7 +3,8 @@
 With `spec.autoscaling` the stable track belongs to an autoscaler named after the
 ModelDeployment; the canary belongs to its own (`<name>-canary`, same metrics and behavior) when
 `autoscaling.canary` gives bounds, else the operator sizes it from its weight and stable's live
-replicas, so a canary at 25 % does not serve a quarter of the load with one pod.
+replicas, so a canary at 25 % does not serve a quarter of the load with one pod. The autoscaler
+is an HPA, or with `autoscaling.keda` a KEDA ScaledObject (`keda`) under the same rules.
 
 Hand-over: server-side apply removes a field its last applier stops sending, and the API server
 then defaults `spec.replicas` to 1. A Deployment the operator applied with replicas, now left to
@@ -15,7 +16,7 @@ over the first time it scales.
 from collections.abc import Mapping
 from typing import Any
 
-from berth_operator import kinds, naming, spec
+from berth_operator import keda, kinds, naming, spec
 
 Manifest = dict[str, Any]
 HANDOVER_MANAGER = f"{naming.FIELD_MANAGER}-handover"
@@ -46,16 +47,25 @@ def canary_replicas(canary: spec.Canary, scaling: spec.Autoscaling, stable_repli
     return max(canary.replicas, min(share, scaling.max_replicas))
 
 
-def autoscalers(md: spec.ModelDeploymentSpec, owner: str, *, canary_on: bool) -> list[Manifest]:
-    """The HorizontalPodAutoscalers `md` asks for (none without `spec.autoscaling`)."""
+def autoscalers(
+    md: spec.ModelDeploymentSpec, owner: str, namespace: str, *, canary_on: bool
+) -> list[Manifest]:
+    """The HorizontalPodAutoscalers `md` asks for, or its KEDA ScaledObjects with
+    `autoscaling.keda` (never both); none without `spec.autoscaling`."""
     scaling = md.autoscaling
     if scaling is None:
         return []
-    found = [_hpa(owner, "stable", scaling, scaling.min_replicas, scaling.max_replicas)]
+    tracks: list[tuple[naming.Track, tuple[int, int]]] = [
+        ("stable", (scaling.min_replicas, scaling.max_replicas))
+    ]
     if canary_on and md.canary is not None and scaling.canary is not None:
-        bounds = scaling.canary
-        found.append(_hpa(owner, "canary", scaling, bounds.min_replicas, bounds.max_replicas))
-    return found
+        tracks.append(("canary", (scaling.canary.min_replicas, scaling.canary.max_replicas)))
+    if scaling.keda is not None:
+        return [
+            keda.scaled_object(scaling, scaling.keda, owner, namespace, track, bounds)
+            for track, bounds in tracks
+        ]
+    return [_hpa(owner, track, scaling, *bounds) for track, bounds in tracks]
 
 
 def metrics(scaling: spec.Autoscaling) -> list[Manifest]:
@@ -112,10 +122,18 @@ def handover(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Mani
     }
 
 
-def _operator_applies_replicas(live: Mapping[str, Any]) -> bool:
-    return any(
+REPLICAS_FIELD: Manifest = {"f:spec": {"f:replicas": {}}}
+"""`spec.replicas` as a managedFields entry (fieldsV1) names it."""
+
+
+def holds_replicas(entry: Mapping[str, Any]) -> bool:
+    """Whether a managedFields entry is the operator's own apply holding `spec.replicas`."""
+    return (
         entry.get("manager") == naming.FIELD_MANAGER
         and entry.get("operation") == "Apply"
-        and "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {})
-        for entry in live.get("metadata", {}).get("managedFields", [])
+        and "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
     )
+
+
+def _operator_applies_replicas(live: Mapping[str, Any]) -> bool:
+    return any(map(holds_replicas, live.get("metadata", {}).get("managedFields", [])))

@@ -22,10 +22,12 @@ from kubernetes.client.exceptions import ApiException
 
 from berth_operator import (
     autoscaling,
+    child_cache,
     configfiles,
     drift,
     kinds,
     kubeapi,
+    merge_patch,
     naming,
     operator_metrics,
     render,
@@ -128,7 +130,7 @@ def index_child(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], dict[str, Any]]:
     owner = labels.get(naming.LABEL_OWNER)
-    return {(namespace, owner): copy.deepcopy(dict(body))} if owner else {}
+    return {(namespace, owner): child_cache.slim(body)} if owner else {}
 
 
 def index_failing_pod(
@@ -254,7 +256,12 @@ async def _converge(
 
     A child the API server refuses (4xx: its CRD is missing, a webhook denies it) does not stop
     the others; the refusals are returned for the status. Other errors propagate to kopf's retry.
+    Deletes come after the applies, except an autoscaler's: it goes first, so that an HPA and
+    the ScaledObject replacing it never both scale a Deployment (KEDA refuses that, too).
     """
+    stale = live.keys() - {_key(obj) for obj in desired}
+    autoscalers = {key for key in stale if key[:2] in _AUTOSCALER_TYPES}
+    await _delete(client, metrics, logger, namespace, autoscalers)
     failures = []
     for obj in desired:
         key = _key(obj)
@@ -273,13 +280,34 @@ async def _converge(
             if error.status is None or not 400 <= error.status < 500:
                 raise
             metrics.error("ApplyRefused")
-            failures.append(f"{key[1]} {key[2]}: {error.status} {error.reason}")
-    wanted = {_key(obj) for obj in desired}
-    for api_version, kind, child in live.keys() - wanted:
+            failures.append(_refusal(key, error))
+    await _delete(client, metrics, logger, namespace, stale - autoscalers)
+    return failures
+
+
+async def _delete(
+    client: kubeapi.Client,
+    metrics: operator_metrics.OperatorMetrics,
+    logger: kopf.Logger,
+    namespace: str,
+    keys: set[Key],
+) -> None:
+    for api_version, kind, child in sorted(keys):
         logger.info(f"deleting {kind} {child}")
         metrics.wrote(kind, "delete")
         await asyncio.to_thread(client.delete, api_version, kind, namespace, child)
-    return failures
+
+
+def _refusal(key: Key, error: ApiException) -> str:
+    """What the status says of a refused child; a 404 on an apply means its kind is not served
+    (a server-side apply creates what is missing), so it names the CRD to install."""
+    kind = kinds.of(key[0], key[1])
+    if error.status == 404 and kind.provided_by:
+        return (
+            f"{key[1]} {key[2]}: the cluster does not serve {kind.api_version} {kind.plural}; "
+            f"install {kind.provided_by} (CRD {kind.crd})"
+        )
+    return f"{key[1]} {key[2]}: {error.status} {error.reason}"
 
 
 def _key(obj: Mapping[str, Any]) -> Key:
@@ -287,6 +315,9 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 
 _DEPLOYMENT_TYPE = (kinds.DEPLOYMENT.api_version, kinds.DEPLOYMENT.kind)
+_AUTOSCALER_TYPES = {
+    (k.api_version, k.kind) for k in (kinds.HORIZONTAL_POD_AUTOSCALER, kinds.SCALED_OBJECT)
+}
 _ROUTE_TYPES = {
     (k.api_version, k.kind) for k in (kinds.HTTP_ROUTE, kinds.GRPC_ROUTE, kinds.VIRTUAL_SERVICE)
 }
@@ -308,11 +339,10 @@ async def _write_status(
     previous: rollout.Status,
     status: rollout.Status,
 ) -> None:
-    """Merge-patch the status subresource, only when it changed; dropped keys are nulled."""
+    """Merge-patch the status subresource, only when it changed."""
     if status == previous:
         return
-    patch: dict[str, Any] = {key: None for key in previous.keys() - status.keys()}
-    patch.update(status)
+    patch = merge_patch.between(previous, status)
     metrics: operator_metrics.OperatorMetrics = memo.metrics
     metrics.wrote(kinds.MODEL_DEPLOYMENT.kind, "patch_status")
     await asyncio.to_thread(

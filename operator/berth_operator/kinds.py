@@ -19,11 +19,18 @@ class Kind:
     kind: str
     plural: str
     """The resource name in API paths, kopf watches and RBAC rules."""
+    provided_by: str = ""
+    """The project whose CRD serves the kind; "" for the kinds of Kubernetes itself."""
 
     @property
     def api_version(self) -> str:
         """`apiVersion` as manifests spell it: the core group has no `group/` prefix."""
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def crd(self) -> str:
+        """The name of the CustomResourceDefinition that serves the kind (if it has one)."""
+        return f"{self.plural}.{self.group}"
 
     def type_meta(self) -> dict[str, str]:
         """The `apiVersion` and `kind` fields that open a manifest of this kind."""
@@ -39,10 +46,11 @@ HORIZONTAL_POD_AUTOSCALER = Kind(
     "autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"
 )
 POD_DISRUPTION_BUDGET = Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets")
-HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
-GRPC_ROUTE = Kind("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
-VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices")
+HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "Gateway API")
+GRPC_ROUTE = Kind("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes", "Gateway API")
+VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices", "Istio")
 NETWORK_POLICY = Kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies")
+SCALED_OBJECT = Kind("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "KEDA")
 
 CHILDREN: tuple[Kind, ...] = (
     CONFIG_MAP,
@@ -54,6 +62,7 @@ CHILDREN: tuple[Kind, ...] = (
     GRPC_ROUTE,
     VIRTUAL_SERVICE,
     NETWORK_POLICY,
+    SCALED_OBJECT,
 )
 """Every kind `render` may return; the reconciler watches all of them, so an owned child of a
 kind that is no longer rendered (routes of a provider switched off) is still found and deleted."""

@@ -75,7 +75,7 @@ def children(
     objs += routes.RENDERERS[md.traffic.provider](
         md, owner.name, owner.namespace, weight, canary_on
     )
-    objs += autoscaling.autoscalers(md, owner.name, canary_on=canary_on)
+    objs += autoscaling.autoscalers(md, owner.name, owner.namespace, canary_on=canary_on)
     if md.disruption_budget.enabled:
         objs.append(_pdb(owner.name, md.disruption_budget))
     objs += network_policy.render(md, owner.name)

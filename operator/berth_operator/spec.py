@@ -75,6 +75,28 @@ METRIC_TYPES = ("Resource", "Pods", "External")
 """autoscaling/v2 metric types a spec may name; each sets the member of the same name."""
 
 
+KedaMetric = Literal["queueDepth", "requestRate"]
+"""Server metrics a KEDA trigger can follow by name; `keda` holds their PromQL."""
+KEDA_METRICS: tuple[KedaMetric, ...] = get_args(KedaMetric)
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+@dataclass(frozen=True)
+class Keda:
+    """A KEDA ScaledObject per autoscaled track, with a Prometheus trigger, instead of HPAs."""
+
+    server_address: str
+    threshold: str
+    """The value per server KEDA aims for (a decimal, as KEDA's trigger metadata spells it)."""
+    metric: KedaMetric | None = None
+    query: str | None = None
+    """PromQL of the user's own; `{{selector}}` stands for the track's pods' label matchers."""
+    activation_threshold: str | None = None
+    polling_interval_seconds: int | None = None
+    authentication_ref: Mapping[str, Any] | None = None
+    """A TriggerAuthentication (or ClusterTriggerAuthentication) for Prometheus' credentials."""
+
+
 @dataclass(frozen=True)
 class Autoscaling:
     max_replicas: int
@@ -86,6 +108,8 @@ class Autoscaling:
     behavior: Mapping[str, Any] | None = None
     """autoscaling/v2 HorizontalPodAutoscalerBehavior (scaleUp, scaleDown)."""
     canary: CanaryAutoscaling | None = None
+    keda: Keda | None = None
+    """KEDA scales the tracks instead of HPAs; `metrics` and the cpu target are then unused."""
 
     @property
     def cpu_utilization_percentage(self) -> int | None:
@@ -342,6 +366,11 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
         else Autoscaling.target_cpu_utilization_percentage
     )
     behavior = _mapping(hpa, "behavior", path="spec.autoscaling.behavior")
+    keda = _keda(hpa)
+    if keda is not None and (hpa.get("metrics") or target is not None):
+        raise SpecError(
+            "spec.autoscaling.keda", "replaces metrics and targetCPUUtilizationPercentage"
+        )
     return Autoscaling(
         max_replicas=high,
         min_replicas=low,
@@ -349,6 +378,7 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling | None:
         metrics=tuple(_metric(m, i) for i, m in enumerate(hpa.get("metrics") or ())),
         behavior=dict(behavior) if behavior else Autoscaling.behavior,
         canary=_canary_autoscaling(hpa),
+        keda=keda,
     )
 
 
@@ -362,6 +392,54 @@ def _metric(raw: Any, index: int) -> Mapping[str, Any]:
     if not isinstance(body.get("target"), Mapping) or "type" not in body["target"]:
         raise SpecError(f"{path}.{member}.target.type", "required")
     return dict(raw)
+
+
+def _keda(hpa: Mapping[str, Any]) -> Keda | None:
+    if hpa.get("keda") is None:
+        return None
+    path = "spec.autoscaling.keda"
+    raw = _mapping(hpa, "keda", path=path)
+    address = raw.get("serverAddress")
+    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+        raise SpecError(f"{path}.serverAddress", "must be an http:// or https:// URL")
+    metric, query = raw.get("metric"), raw.get("query")
+    if (metric is None) == (query is None):
+        raise SpecError(path, "set exactly one of metric or query")
+    if metric is not None and metric not in KEDA_METRICS:
+        raise SpecError(f"{path}.metric", f"must be one of {', '.join(KEDA_METRICS)}")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        raise SpecError(f"{path}.query", "must be a PromQL query")
+    polling = (
+        _int(raw, "pollingIntervalSeconds", f"{path}.pollingIntervalSeconds", minimum=1)
+        if raw.get("pollingIntervalSeconds") is not None
+        else Keda.polling_interval_seconds
+    )
+    reference = _mapping(raw, "authenticationRef", path=f"{path}.authenticationRef")
+    if reference and not reference.get("name"):
+        raise SpecError(f"{path}.authenticationRef.name", "required")
+    threshold = _decimal(raw, "threshold", f"{path}.threshold")
+    if threshold is None:
+        raise SpecError(f"{path}.threshold", "required")
+    return Keda(
+        server_address=address,
+        threshold=threshold,
+        metric=cast(KedaMetric | None, metric),
+        query=query,
+        activation_threshold=_decimal(raw, "activationThreshold", f"{path}.activationThreshold"),
+        polling_interval_seconds=polling,
+        authentication_ref=dict(reference) if reference else Keda.authentication_ref,
+    )
+
+
+def _decimal(raw: Mapping[str, Any], key: str, path: str) -> str | None:
+    """A non-negative decimal given as a number or a string, as the string KEDA reads."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    text = str(value)
+    if isinstance(value, bool) or not _DECIMAL.fullmatch(text):
+        raise SpecError(path, f"must be a non-negative decimal number, got {value!r}")
+    return text
 
 
 def _canary_autoscaling(hpa: Mapping[str, Any]) -> CanaryAutoscaling | None:

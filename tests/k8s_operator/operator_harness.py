@@ -12,12 +12,16 @@ import pathlib
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import processes
 import waiting
 from kube_control_plane import ControlPlane
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "deploy" / "crds" / "modeldeployments.serving.berth.dev.yaml"
@@ -89,6 +93,57 @@ def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+CPU = {"requests": {"cpu": "100m"}}
+"""A cpu request: what an autoscaler on CPU utilisation needs."""
+
+
+def autoscaled(name: str, **spec: Any) -> dict[str, Any]:
+    """A ModelDeployment without `replicas`, which excludes `autoscaling`."""
+    manifest = model_deployment(name, **{"resources": CPU, **spec})
+    del manifest["spec"]["replicas"]
+    return manifest
+
+
+@contextmanager
+def replica_counts(plane: ControlPlane, namespace: str, deployment: str) -> Iterator[list[int]]:
+    """Every `spec.replicas` the Deployment takes while the block runs, from a watch."""
+    seen: list[int] = []
+    watch = subprocess.Popen(
+        [
+            str(plane.bin_dir / "kubectl"),
+            "get",
+            "deployment",
+            deployment,
+            "-n",
+            namespace,
+            "--watch",
+            "-o",
+            'jsonpath={.spec.replicas}{"\\n"}',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=client_env(plane),
+    )
+    assert watch.stdout is not None
+    reader = threading.Thread(
+        target=lambda: seen.extend(int(line) for line in watch.stdout or () if line.strip())
+    )
+    reader.start()
+    try:
+        waiting.wait_for(
+            lambda: seen,
+            timeout_seconds=180,
+            interval_seconds=0.1,
+            message="the watch's first event",
+        )
+        yield seen
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+        reader.join(timeout=10)
+        watch.stdout.close()
+
+
 def condition(md: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     for entry in (md or {}).get("status", {}).get("conditions", []):
         if entry["type"] == kind:
@@ -144,6 +199,10 @@ def backend_weights(plane: ControlPlane, namespace: str, route: str) -> dict[str
     return {ref["name"]: ref["weight"] for ref in obj["spec"]["rules"][0]["backendRefs"]}
 
 
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+"""One scrape of the metrics endpoint: {family or sample name: [(labels, value)]}."""
+
+
 class Operator:
     """The operator process for one namespace; restartable (each start appends to one log)."""
 
@@ -153,11 +212,18 @@ class Operator:
         namespace: str,
         log_path: pathlib.Path,
         args: tuple[str, ...] = ("--allow-host-path",),
+        *,
+        metrics: bool = False,
+        verbose: bool = True,
     ) -> None:
-        """`args` are the extra flags; by default hostPath models (the tests' own) are served."""
+        """`args` are the extra flags; by default hostPath models (the tests' own) are served.
+        `metrics` serves the Prometheus endpoint on a free port (`samples`); `verbose` logs
+        every reconcile step."""
         self.plane, self.namespace, self.log_path = plane, namespace, log_path
         self.args = args
+        self.verbose = verbose
         self.port = processes.free_port()
+        self.metrics_port = processes.free_port() if metrics else None
         self._process: processes.LoggedProcess | None = None
 
     @property
@@ -174,7 +240,8 @@ class Operator:
             f"--liveness=http://127.0.0.1:{self.port}/healthz",
             f"--resync-seconds={RESYNC_SECONDS}",
             f"--drain-seconds={DRAIN_SECONDS}",
-            "--verbose",
+            *(["--verbose"] if self.verbose else []),
+            *([] if self.metrics_port is None else [f"--metrics-port={self.metrics_port}"]),
             *self.args,
         ]
         self._process = processes.start(
@@ -205,6 +272,19 @@ class Operator:
         """API writes so far, from the operator's `write N: METHOD PATH` log lines (no cache)."""
         numbers = [int(m) for m in re.findall(r"\bwrite (\d+): ", self.log_path.read_text())]
         return max(numbers, default=0)
+
+    def samples(self) -> Samples:
+        """One scrape of the metrics endpoint (an operator started with `metrics`)."""
+        assert self.metrics_port is not None, "started without metrics"
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            text = response.read().decode()
+        found: Samples = {}
+        for family in text_string_to_metric_families(text):
+            found.setdefault(family.name, [])
+            for sample in family.samples:
+                found.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return found
 
     def log(self, lines: int = 80) -> str:
         return processes.tail(self.log_path, lines, width=100_000)

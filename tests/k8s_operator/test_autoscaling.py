@@ -3,74 +3,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
+    CPU,
     Operator,
     apply,
-    client_env,
+    autoscaled,
     get,
     kubectl,
     model_deployment,
+    replica_counts,
     wait_ready,
     wait_status,
 )
-
-CPU = {"requests": {"cpu": "100m"}}
-
-
-def autoscaled(name: str, **spec: Any) -> dict[str, Any]:
-    """A ModelDeployment without `replicas`, which excludes `autoscaling`."""
-    manifest = model_deployment(name, **{"resources": CPU, **spec})
-    del manifest["spec"]["replicas"]
-    return manifest
-
-
-@contextmanager
-def replica_counts(plane: ControlPlane, namespace: str, deployment: str) -> Iterator[list[int]]:
-    """Every `spec.replicas` the Deployment takes while the block runs, from a watch."""
-    seen: list[int] = []
-    watch = subprocess.Popen(
-        [
-            str(plane.bin_dir / "kubectl"),
-            "get",
-            "deployment",
-            deployment,
-            "-n",
-            namespace,
-            "--watch",
-            "-o",
-            'jsonpath={.spec.replicas}{"\\n"}',
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=client_env(plane),
-    )
-    assert watch.stdout is not None
-    reader = threading.Thread(
-        target=lambda: seen.extend(int(line) for line in watch.stdout or () if line.strip())
-    )
-    reader.start()
-    try:
-        waiting.wait_for(
-            lambda: seen,
-            timeout_seconds=180,
-            interval_seconds=0.1,
-            message="the watch's first event",
-        )
-        yield seen
-    finally:
-        watch.terminate()
-        watch.wait(timeout=10)
-        reader.join(timeout=10)
-        watch.stdout.close()
 
 
 def test_handing_replicas_to_the_autoscaler_never_lowers_them(

@@ -4,13 +4,8 @@ step, and its Prometheus endpoint after reconciles."""
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
-import urllib.request
 from collections.abc import Iterator
 
-import operator_harness
-import processes
 import pytest
 import waiting
 from kube_control_plane import ControlPlane
@@ -22,7 +17,6 @@ from operator_harness import (
     wait_ready,
     wait_status,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 FAMILIES = {
     "berth_operator_reconciles",
@@ -33,56 +27,13 @@ FAMILIES = {
 }
 
 
-class MeteredOperator(Operator):
-    """The harness's operator process, also serving its metrics on a free loopback port."""
-
-    def __init__(self, plane: ControlPlane, namespace: str, log_path: pathlib.Path) -> None:
-        super().__init__(plane, namespace, log_path)
-        self.metrics_port = processes.free_port()
-
-    def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "berth_operator",
-            "--namespace",
-            self.namespace,
-            f"--liveness=http://127.0.0.1:{self.port}/healthz",
-            f"--metrics-port={self.metrics_port}",
-            f"--resync-seconds={operator_harness.RESYNC_SECONDS}",
-            f"--drain-seconds={operator_harness.DRAIN_SECONDS}",
-            "--verbose",
-            *self.args,
-        ]
-        self._process = processes.start(
-            command,
-            name="operator",
-            log_path=self.log_path,
-            env=operator_harness.client_env(self.plane),
-            cwd=operator_harness.REPO,
-        )
-        self._process.wait_until(self._answers, timeout_seconds=90, message="operator liveness")
-
-    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """One scrape: {family or sample name: [(labels, value)]}."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        found: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(text):
-            found.setdefault(family.name, [])
-            for sample in family.samples:
-                found.setdefault(sample.name, []).append((sample.labels, sample.value))
-        return found
-
-
 @pytest.fixture
 def berth_operator(
     modeldeployment_crd: ControlPlane, namespace: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[MeteredOperator]:
+) -> Iterator[Operator]:
     """`python -m berth_operator --namespace <ns> --metrics-port <free port>`."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = MeteredOperator(modeldeployment_crd, namespace, log)
+    process = Operator(modeldeployment_crd, namespace, log, metrics=True)
     process.start()
     try:
         yield process
@@ -127,7 +78,7 @@ def no_canary(plane: ControlPlane, namespace: str, what: str) -> None:
 
 
 def test_rollout_steps_are_reported_as_normal_events(
-    control_plane: ControlPlane, namespace: str, berth_operator: MeteredOperator
+    control_plane: ControlPlane, namespace: str, berth_operator: Operator
 ) -> None:
     apply(control_plane, namespace, model_deployment("fraud"))
     wait_ready(control_plane, namespace, "fraud")
@@ -163,7 +114,7 @@ def test_rollout_steps_are_reported_as_normal_events(
 
 
 def test_the_metrics_endpoint_reports_reconciles_writes_and_conditions(
-    control_plane: ControlPlane, namespace: str, berth_operator: MeteredOperator
+    control_plane: ControlPlane, namespace: str, berth_operator: Operator
 ) -> None:
     apply(control_plane, namespace, model_deployment("fraud"))
     wait_ready(control_plane, namespace, "fraud")

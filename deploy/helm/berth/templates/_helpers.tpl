@@ -219,6 +219,9 @@ apply creates through PATCH), delete (children no longer desired).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- define "berth.namespacedFrameworkRules" -}}
 - apiGroups: [""]

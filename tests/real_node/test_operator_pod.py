@@ -54,4 +54,4 @@ def test_the_chart_operator_pod_reconciles_with_its_service_account(
     managers = {entry["manager"] for entry in stable["metadata"]["managedFields"]}
     assert "berth-operator" in managers, managers  # the operator's server-side apply
     address = workloads.cluster_ip(control_plane, namespace, "half-plus-two")
-    assert workloads.rest_predict(address, "half_plus_two", [1.0]) == [2.5]
+    assert workloads.first_rest_predict(address, "half_plus_two", [1.0]) == [2.5]

@@ -156,6 +156,27 @@ def rest_predict(
     return predictions
 
 
+def first_rest_predict(address: str, model: str, instances: list[float]) -> list[float]:
+    """`rest_predict` through a Service that just became ready: kube-proxy programs its
+    endpoints a moment after the pods turn Ready, and until then the Service refuses."""
+
+    def attempt() -> list[float] | None:
+        try:
+            return rest_predict(address, model, instances)
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                return None
+            raise
+
+    answer: list[float] = waiting.wait_for(
+        attempt,
+        timeout_seconds=60,
+        message=f"Service {address} to take connections",
+        until=lambda a: a is not None,
+    )
+    return answer
+
+
 def predict_request(
     model: str, inputs: dict[str, tensor_pb2.TensorProto]
 ) -> predict_pb2.PredictRequest:

@@ -42,6 +42,8 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 BUILD_NAME=build-k8s-bins
 # shellcheck source=tools/build-log.sh
 source "$(dirname "${BASH_SOURCE[0]}")/build-log.sh"
+# shellcheck source=tools/k8s-ldflags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-ldflags.sh"
 
 need_go() {
   command -v go >/dev/null || { log "Go 1.24+ is required to build $1"; exit 1; }
@@ -90,19 +92,13 @@ write_k8s_wrapper() {
 build_k8s() {
   if [[ -f "$K8S_DIR/.complete" ]]; then log "cached: $K8S_DIR"; return; fi
   need_go "Kubernetes"
-  local src="$CACHE/src/$(basename "$K8S_DIR")" tmp="$K8S_DIR.tmp" minor="${K8S_VERSION#v1.}"
-  minor="${minor%%.*}"
+  local src="$CACHE/src/$(basename "$K8S_DIR")" tmp="$K8S_DIR.tmp"
   log "building etcd $ETCD_VERSION, Kubernetes $K8S_VERSION and helm $HELM_VERSION (long when cold)"
   write_k8s_wrapper "$src"
   (cd "$src" && with_heartbeat "go mod tidy" go mod tidy)
   rm -rf "$tmp" && mkdir -p "$tmp"
-  local ldflags="-s -w"
-  ldflags+=" -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
-  ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
-  ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
-  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-  ldflags+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  local ldflags
+  ldflags="$(k8s_ldflags "$K8S_VERSION") -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   local pkgs=(go.etcd.io/etcd/server/v3 helm.sh/helm/v3/cmd/helm)
   for m in "${K8S_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   (cd "$src" && with_heartbeat "go build (${#pkgs[@]} binaries)" \

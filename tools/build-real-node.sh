@@ -25,6 +25,8 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 BUILD_NAME=build-real-node
 # shellcheck source=tools/build-log.sh
 source "$(dirname "${BASH_SOURCE[0]}")/build-log.sh"
+# shellcheck source=tools/k8s-ldflags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-ldflags.sh"
 # shellcheck source=tools/buildah-storage.sh
 source "$(dirname "${BASH_SOURCE[0]}")/buildah-storage.sh"
 
@@ -46,8 +48,7 @@ build_node_bins() {
   # shellcheck disable=SC2086  # the glob names build-k8s-bins.sh's one wrapper directory
   wrapper=$(ls -d $wrapper | head -1)
   [[ -f "$wrapper/go.sum" ]] || { log "run tools/build-k8s-bins.sh first"; exit 1; }
-  local src="$CACHE/src/node-$K8S_VERSION" tmp="$NODE_DIR.tmp" minor="${K8S_VERSION#v1.}"
-  minor="${minor%%.*}"
+  local src="$CACHE/src/node-$K8S_VERSION" tmp="$NODE_DIR.tmp"
   log "building kubelet and kube-proxy $K8S_VERSION (about 2 minutes after build-k8s-bins.sh)"
   mkdir -p "$src"
   sed 's#^tool (#tool (\n\tk8s.io/kubernetes/cmd/kubelet\n\tk8s.io/kubernetes/cmd/kube-proxy#' \
@@ -55,14 +56,9 @@ build_node_bins() {
   cp "$wrapper/go.sum" "$src/go.sum"
   (cd "$src" && with_heartbeat "go mod tidy" go mod tidy)
   rm -rf "$tmp" && mkdir -p "$tmp"
-  local ldflags="-s -w"
-  ldflags+=" -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
-  ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
-  ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
-  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
   (cd "$src" && with_heartbeat "go build kubelet kube-proxy" go build -trimpath \
-    -ldflags "$ldflags" -o "$tmp/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+    -ldflags "$(k8s_ldflags "$K8S_VERSION")" -o "$tmp/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   touch "$tmp/.complete"
   rm -rf "$NODE_DIR" && mv "$tmp" "$NODE_DIR"
 }

@@ -5,6 +5,7 @@ its grace period instead of being killed."""
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import threading
 from typing import Any
@@ -38,28 +39,47 @@ def only_pod(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def deploy_slow_start(
+    plane: ControlPlane,
+    namespace: str,
+    models: pathlib.Path,
+    name: str,
+    *,
+    warmup_seconds: float,
+    startup_timeout_seconds: int,
+) -> dict[str, Any]:
+    """A one-server ModelDeployment of a model whose warmup sleeps; returns its pod."""
+    models.chmod(0o755)
+    model_exports.export_slow_start(models / "slow", version=1, warmup_seconds=warmup_seconds)
+    workloads.apply(
+        plane,
+        namespace,
+        workloads.model_deployment(
+            name,
+            "slow",
+            models,
+            stable={"version": 1},
+            replicas=1,
+            server={"startupTimeoutSeconds": startup_timeout_seconds},
+        ),
+    )
+    return only_pod(plane, namespace, name)
+
+
 def test_a_load_longer_than_the_liveness_budget_becomes_ready_without_a_restart(
     control_plane: ControlPlane,
     node: real_node.RealNode,
     namespace: str,
     tmp_path_factory: Any,
 ) -> None:
-    models = tmp_path_factory.mktemp("slow-models")
-    models.chmod(0o755)
-    model_exports.export_slow_start(models / "slow", version=1, warmup_seconds=WARMUP_SECONDS)
-    workloads.apply(
+    pod = deploy_slow_start(
         control_plane,
         namespace,
-        workloads.model_deployment(
-            "slow",
-            "slow",
-            models,
-            stable={"version": 1},
-            replicas=1,
-            server={"startupTimeoutSeconds": 300},
-        ),
+        tmp_path_factory.mktemp("slow-models"),
+        "slow",
+        warmup_seconds=WARMUP_SECONDS,
+        startup_timeout_seconds=300,
     )
-    pod = only_pod(control_plane, namespace, "slow")
     assert WARMUP_SECONDS > liveness_budget_seconds(pod), "the scenario must outlast liveness"
 
     workloads.wait_condition(control_plane, namespace, "slow")
@@ -116,22 +136,14 @@ def test_a_pod_stopped_while_loading_exits_within_its_grace_period(
     namespace: str,
     tmp_path_factory: Any,
 ) -> None:
-    models = tmp_path_factory.mktemp("stopped-models")
-    models.chmod(0o755)
-    model_exports.export_slow_start(models / "slow", version=1, warmup_seconds=300.0)
-    workloads.apply(
+    pod = deploy_slow_start(
         control_plane,
         namespace,
-        workloads.model_deployment(
-            "stopped",
-            "slow",
-            models,
-            stable={"version": 1},
-            replicas=1,
-            server={"startupTimeoutSeconds": 600},
-        ),
+        tmp_path_factory.mktemp("stopped-models"),
+        "stopped",
+        warmup_seconds=300.0,
+        startup_timeout_seconds=600,
     )
-    pod = only_pod(control_plane, namespace, "stopped")
     name = pod["metadata"]["name"]
     waiting.wait_for(
         lambda: "Loading servable version" in server_log(control_plane, namespace, name),

@@ -64,14 +64,7 @@ def settled(plane: ControlPlane, namespace: str, *, stable: int, replicas: int) 
 def roll_back(plane: ControlPlane, namespace: str, gateway: traefik.Traefik) -> None:
     """A canary of version 3 taking 20 % of the traffic, then removed (the README's rollback)."""
     patch(plane, namespace, {"spec": {"canary": {"version": 3, "weight": 20}}})
-    for kind, route in (("HTTPRoute", "affine-http"), ("GRPCRoute", "affine-grpc")):
-        gateway.wait_for_route(
-            kind,  # type: ignore[arg-type]
-            namespace,
-            route,
-            weights=(80, 20),
-            timeout_seconds=workloads.ROLLOUT_SECONDS,
-        )
+    traffic.wait_canary_weight(gateway, namespace, 20)
     patch(plane, namespace, [{"op": "remove", "path": "/spec/canary"}], "json")
 
 
@@ -98,20 +91,7 @@ def test_rollout_steps_lose_no_request(
         ),
     )
     workloads.wait_condition(control_plane, namespace, "affine")
-    gateway_controller.wait_for_route(
-        "HTTPRoute",
-        namespace,
-        "affine-http",
-        weights=(50, 50),
-        timeout_seconds=workloads.ROLLOUT_SECONDS,
-    )
-    gateway_controller.wait_for_route(
-        "GRPCRoute",
-        namespace,
-        "affine-grpc",
-        weights=(50, 50),
-        timeout_seconds=workloads.ROLLOUT_SECONDS,
-    )
+    traffic.wait_canary_weight(gateway_controller, namespace, 50)
     grpc_versions = traffic.GrpcVersions()
     streams = [traffic.Stream("rest", traffic.rest_version), traffic.Stream("grpc", grpc_versions)]
     for stream in streams:

@@ -31,19 +31,6 @@ def canary_deployment(
     )
 
 
-def wait_weight(plane: ControlPlane, namespace: str, gateway: traefik.Traefik, weight: int) -> None:
-    """The operator applies a weight once the canary is ready; Traefik then serves it."""
-    workloads.wait_condition(plane, namespace, "affine")
-    for kind, route in (("HTTPRoute", "affine-http"), ("GRPCRoute", "affine-grpc")):
-        gateway.wait_for_route(
-            kind,  # type: ignore[arg-type]
-            namespace,
-            route,
-            weights=(100 - weight, weight),
-            timeout_seconds=workloads.ROLLOUT_SECONDS,
-        )
-
-
 def test_canary_share_follows_its_weight_for_rest_and_grpc(
     control_plane: ControlPlane,
     node: real_node.RealNode,
@@ -68,7 +55,8 @@ def test_canary_share_follows_its_weight_for_rest_and_grpc(
                     "-p",
                     json.dumps(patch),
                 )
-            wait_weight(control_plane, namespace, gateway_controller, weight)
+            workloads.wait_condition(control_plane, namespace, "affine")
+            traffic.wait_canary_weight(gateway_controller, namespace, weight)
             for kind, call in (("REST", traffic.rest_version), ("gRPC", grpc_versions)):
                 shares = traffic.shares(call, REQUESTS)
                 assert set(shares) <= {STABLE, CANARY}, (kind, shares)

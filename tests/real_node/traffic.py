@@ -10,12 +10,26 @@ import threading
 import traceback
 from collections.abc import Callable
 
+import traefik
 import workloads
 
 GATEWAY_PORT = 8000
 MODEL = "affine"
 STREAM_INTERVAL_SECONDS = 0.02
 """Pause between a stream's requests: a steady client, not a load test of the 2-core node."""
+
+
+def wait_canary_weight(gateway: traefik.Traefik, namespace: str, weight: int) -> None:
+    """Wait until Traefik splits both of `affine`'s routes (REST and gRPC) stable/canary as
+    100 - `weight` / `weight`: the operator applies a weight once the canary is ready."""
+    for kind, route in (("HTTPRoute", f"{MODEL}-http"), ("GRPCRoute", f"{MODEL}-grpc")):
+        gateway.wait_for_route(
+            kind,  # type: ignore[arg-type]
+            namespace,
+            route,
+            weights=(100 - weight, weight),
+            timeout_seconds=workloads.ROLLOUT_SECONDS,
+        )
 
 
 def rest_version(address: str = "127.0.0.1") -> int:

@@ -7,7 +7,7 @@ do-nothing transport ceilings, Berth (gRPC and REST, batching off and on), the K
 Berth on 1, 2, ... CPUs with a worker per CPU (bench.cores) and Berth at twice its capacity
 (bench.overload), and writes NAME.md, NAME.json and NAME.png into the
 output folder (NAME is "bench", or "quick" for `--quick`, a smoke run of a minute or two that is
-not meant to be quoted).
+not meant to be quoted). A full run of every model also rewrites the README's targets table.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = report.render(results)
     (args.out / f"{name}.md").write_text(markdown)
+    if not args.quick and not args.models:
+        readme = ROOT / "README.md"
+        readme.write_text(report.with_readme_targets(readme.read_text(), results))
     from bench import plot  # matplotlib: installed by _setup, so not importable before it
 
     plot.draw(results, args.out / f"{name}.png")

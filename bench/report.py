@@ -122,6 +122,29 @@ def overload_table(overload: dict[str, Any]) -> list[str]:
                    for key in overload["grpc"]])
 
 
+def targets_table(results: dict[str, Any]) -> list[str]:
+    return _table(["target", "measured", "goal", "reached"],
+                  [[t["target"], t["measured"], t["goal"], t["reached"]]
+                   for t in results["targets"]])
+
+
+README_BEGIN = "<!-- bench targets: written by `make bench`, not by hand -->"
+README_END = "<!-- end of bench targets -->"
+
+
+def with_readme_targets(readme: str, results: dict[str, Any]) -> str:
+    """The README with its targets table replaced by this run's (a full run's only)."""
+    machine = results["machine"]
+    head, begin, rest = readme.partition(README_BEGIN)
+    _, end, tail = rest.partition(README_END)
+    if not begin or not end:
+        raise ValueError(f"README.md lacks the markers {README_BEGIN!r} ... {README_END!r}")
+    section = [f"Targets from the last full run ({results['started']}, {machine['cores']} cores, "
+               f"load average {machine['load_average_at_start'][0]:.2f} at start and "
+               f"{machine['load_average_at_end'][0]:.2f} at end):", ""] + targets_table(results)
+    return head + begin + "\n" + "\n".join(section) + "\n" + end + tail
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     settings = results["settings"]
@@ -141,9 +164,7 @@ def render(results: dict[str, Any]) -> str:
              "its threads, and seconds they were runnable but not running (its own threads "
              "queueing for its one core count, as does anything else on it).", "",
              "## Targets", ""]
-    lines += _table(["target", "measured", "goal", "reached"],
-                    [[t["target"], t["measured"], t["goal"], t["reached"]]
-                     for t in results["targets"]])
+    lines += targets_table(results)
     for model, entry in results["models"].items():
         lines += ["", f"## {model}", "", "### Over the wire", "",
                   f"Batching on: `{entry['batching_parameters']}`.", ""]

@@ -1,7 +1,9 @@
-"""Issue 6's targets, each computed from rows of one run; a target without its rows is "not run".
+"""The performance targets, each computed from rows of one run; one without its rows is "not run".
 
 Each target is a ratio or an allowance over a baseline measured in the same run, never over a
-number from another day, so a busy machine lowers both sides together.
+number from another day, so a busy machine lowers both sides together. Throughput ratios also
+quote the range the runs' extremes give (lowest over highest to highest over lowest): a goal
+inside that range is within the run's noise.
 """
 
 from __future__ import annotations
@@ -36,13 +38,19 @@ def _target(name: str, measured: str, goal: str, reached: bool | None) -> dict[s
             "reached": "not run" if reached is None else ("yes" if reached else "no")}
 
 
+def _spread(row: dict[str, Any], base: dict[str, Any]) -> str:
+    return (f" (runs {row['rps_min'] / base['rps_max']:.2f}–"
+            f"{row['rps_max'] / base['rps_min']:.2f}x)")
+
+
 def _throughput_ratio(name: str, row: dict[str, Any] | None, base: dict[str, Any] | None,
                       base_name: str, factor: float) -> dict[str, Any]:
     if row is None or base is None:
         return _target(name, "-", f">= {factor:g}x {base_name}", None)
     ratio = row["requests_per_second"] / base["requests_per_second"]
     return _target(name, f"{row['requests_per_second']:.0f} / {base['requests_per_second']:.0f}"
-                   f" req/s = {ratio:.2f}x", f">= {factor:g}x {base_name}", ratio >= factor)
+                   f" req/s = {ratio:.2f}x" + _spread(row, base), f">= {factor:g}x {base_name}",
+                   ratio >= factor)
 
 
 def _mobilenet(results: dict[str, Any], transport: str) -> dict[str, Any]:
@@ -54,8 +62,9 @@ def _mobilenet(results: dict[str, Any], transport: str) -> dict[str, Any]:
     best = entry["inprocess"]["best"]
     ratio = row["requests_per_second"] / best["rows_per_second"]
     return _target(name, f"{row['requests_per_second']:.1f} / {best['rows_per_second']:.1f} "
-                   f"rows/s (batch {best['batch']}, {best['threads']} thr) = {ratio:.2f}x",
-                   ">= 0.9x", ratio >= 0.9)
+                   f"rows/s (batch {best['batch']}, {best['threads']} thr) = {ratio:.2f}x "
+                   f"(runs {row['rps_min'] / best['rows_per_second']:.2f}–"
+                   f"{row['rps_max'] / best['rows_per_second']:.2f}x)", ">= 0.9x", ratio >= 0.9)
 
 
 def _latency(results: dict[str, Any], model: str, transport: str, allowance_ms: float
@@ -133,12 +142,18 @@ def _cores(results: dict[str, Any], transport: str) -> dict[str, Any]:
                    ">= 0.8x", ratio >= 0.8)
 
 
+REST_LATENCY_ALLOWANCE_MS = {"mlp": 1.0, "mobilenet_v2": 3.0}
+"""A 224×224×3 image is ~1 MB of JSON: its parse alone outlasts the MLP's whole allowance."""
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     peer = _peer_label(results, "mlp")
+    mlp_rest = _row(results, "mlp", "berth+batching", "rest", 32)
     targets = [
-        _throughput_ratio("MLP, 32 clients, batching on, REST >= 2x peer",
-                          _row(results, "mlp", "berth+batching", "rest", 32),
-                          _row(results, "mlp", peer, "rest", 32), peer, 2.0),
+        _throughput_ratio("MLP, 32 clients, batching on, REST >= 4x peer", mlp_rest,
+                          _row(results, "mlp", peer, "rest", 32), peer, 4.0),
+        _throughput_ratio("MLP, 32 clients, batching on, REST >= 0.7x do-nothing ASGI", mlp_rest,
+                          _row(results, "ceilings", "ASGI do-nothing", "rest", 32), "ASGI", 0.7),
         _throughput_ratio("MLP, 32 clients, batching on, gRPC >= 0.8x do-nothing grpc.aio",
                           _row(results, "mlp", "berth+batching", "grpc", 32),
                           _row(results, "ceilings", "grpc.aio do-nothing", "grpc", 32),
@@ -147,7 +162,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         _mobilenet(results, "rest"),
     ]
     for model in results["models"]:
-        targets += [_latency(results, model, "grpc", 0.5), _latency(results, model, "rest", 1.0),
+        targets += [_latency(results, model, "grpc", 0.5),
+                    _latency(results, model, "rest", REST_LATENCY_ALLOWANCE_MS.get(model, 1.0)),
                     _startup(results, model), _memory(results, model)]
     if results.get("cores"):
         targets += [_cores(results, "grpc"), _cores(results, "rest")]

@@ -122,6 +122,30 @@ def validate(opts: options.ServerOptions) -> None:
     for name in _POSITIVE:
         if getattr(opts, name) <= 0:
             raise UsageError(f"--{name} must be > 0")
+    _validate_device_placement(opts)
+
+
+def _validate_device_placement(opts: options.ServerOptions) -> None:
+    """The flag's syntax, and that it names only models of the startup config (a misspelt name
+    would leave its model on the default device with nothing said)."""
+    try:
+        placements = opts.device_placements
+    except ValueError as error:
+        raise UsageError(f"--model_device_placement: {error}") from None
+    if not placements:
+        return
+    from berth_server import errors
+    from berth_server.config import model_config
+
+    try:
+        config = model_config.from_options(opts)
+    except errors.ServingError:  # an unreadable config file fails startup in its own words
+        return
+    names = {model.name for model in config.model_config_list.config}
+    unknown = sorted(placements.keys() - names)
+    if unknown:
+        raise UsageError(f"--model_device_placement names model(s) that are not in the model "
+                         f"config: {', '.join(unknown)} (configured: {', '.join(sorted(names))})")
 
 
 def usage() -> str:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import resource
 import tempfile
+
+# A local device as TensorFlow spells it: /device:GPU:1, /gpu:1, GPU:1 (any case).
+_DEVICE = re.compile(r"/?(?:device:)?([A-Za-z][A-Za-z_]*):([0-9]+)", re.IGNORECASE)
 
 
 def _default_num_threads() -> int:
@@ -14,6 +18,26 @@ def _default_num_threads() -> int:
 
 def _default_model_cache_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "berth-model-cache")
+
+
+def parse_device_placement(text: str) -> dict[str, str]:
+    """`--model_device_placement`'s `model=device,...` as model name → `/device:TYPE:INDEX`.
+
+    Raises ValueError saying which part is wrong.
+    """
+    placements: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, device = (piece.strip() for piece in pair.partition("="))
+        if not (name and equals and device):
+            raise ValueError(f"'{pair}' is not model=device (e.g. resnet=/device:GPU:1)")
+        match = _DEVICE.fullmatch(device)
+        if match is None:
+            raise ValueError(f"'{device}' (model {name}) is not a device of this server such as "
+                             "/device:GPU:0 or /device:CPU:0")
+        if name in placements:
+            raise ValueError(f"model {name} is placed twice")
+        placements[name] = f"/device:{match[1].upper()}:{int(match[2])}"
+    return placements
 
 
 def _default_max_connections() -> int:
@@ -97,9 +121,16 @@ class ServerOptions:
     rest_api_max_body_bytes_in_flight: int = 256 << 20  # all bodies at once; one alone may pass it
     shutdown_grace_period_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
     num_workers: int = 1  # server processes sharing the ports (README "Cores"); 0: one per CPU
+    # model=device pairs: every version of the model runs its ops there (README "Devices")
+    model_device_placement: str = ""
     # Local copies of versions from s3:// gs:// az:// base paths (README "Models in object stores")
     model_cache_dir: str = dataclasses.field(default_factory=_default_model_cache_dir)
 
     @property
     def tags(self) -> list[str]:
         return [tag for tag in self.saved_model_tags.split(",") if tag]
+
+    @property
+    def device_placements(self) -> dict[str, str]:
+        """model name → the device its versions run on (`cli.validate` has checked the flag)."""
+        return parse_device_placement(self.model_device_placement)

@@ -68,17 +68,28 @@ def _loader(opts: ServerOptions, metrics: Metrics) -> aspired_versions_manager.L
         intra = inter = opts.tensorflow_session_parallelism
     config = saved_model.session_config(
         intra_op=intra, inter_op=inter, gpu_memory_fraction=opts.per_process_gpu_memory_fraction)
+    placements = opts.device_placements
 
     def load(servable_id: ServableId) -> Servable:
         if opts.enable_batching and opts.enable_per_model_batching_parameters:
             # As in TF Serving, an invalid batching_params.pbtxt fails the version's load.
             batching_parameters.check_model_file(servable_id.path)
         model: Servable
+        device = placements.get(servable_id.name)
         tflite = servable_id.path / saved_model_layout.TFLITE_FILE
         if opts.prefer_tflite_model and tflite.is_file():  # as TF Serving: TF Lite when present
+            if device is not None:  # its interpreter runs on the CPU, with no device to choose
+                raise errors.failed_precondition(
+                    f"Model {servable_id.name} is served from {tflite} by the TF Lite "
+                    f"interpreter, which cannot be placed on {device}; remove the model from "
+                    "--model_device_placement or serve its SavedModel")
             model = tflite_model.TfLiteModel(servable_id.path, num_threads=intra or None)
         else:
-            model = saved_model.SavedModel(servable_id.path, tags=opts.tags, config=config)
+            if device is not None:
+                log.info("Placing servable version {name: %s version: %d} on %s",
+                         servable_id.name, servable_id.version, device)
+            model = saved_model.SavedModel(servable_id.path, tags=opts.tags, config=config,
+                                           device=device)
         if opts.enable_model_warmup:
             started = time.perf_counter()
             try:
@@ -142,6 +153,7 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None,
     observability = Observability.from_options(
         opts, worker=None if worker is None else worker.index)
     devices.check_gpus()
+    devices.configure_gpu_memory(opts.per_process_gpu_memory_fraction)
     tls_config = tls.read(opts.ssl_config_file)
     request_pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
                                       thread_name_prefix="berth-run")

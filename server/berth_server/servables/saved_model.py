@@ -15,11 +15,16 @@ Such a version is detected at load, by asking the session whether every resource
 initialised, and served with TensorFlow's object loader instead: the same signatures, slower
 per call (the README has the numbers), TensorFlow's global thread pools.
 
+A version may be pinned to one device (`--model_device_placement`): its graph is imported
+without the export's own device fields, under that device's scope, so every op lands there;
+an object-loader version is loaded and run under the same scope.
+
 Thread-safety: `run` may be called from many threads at once; `close` only once nothing runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +36,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 
 from berth_server import errors
+from berth_server.servables import devices
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +46,10 @@ Outputs = dict[str, np.ndarray]
 def session_config(*, intra_op: int, inter_op: int, gpu_memory_fraction: float,
                    ) -> config_pb2.ConfigProto:
     """A ConfigProto from TF Serving's session flags; GPU memory grows on demand by default."""
-    config = config_pb2.ConfigProto(intra_op_parallelism_threads=intra_op,
-                                    inter_op_parallelism_threads=inter_op,
-                                    allow_soft_placement=True)
-    if gpu_memory_fraction > 0:
-        config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
-    else:
-        config.gpu_options.allow_growth = True
-    return config
+    return config_pb2.ConfigProto(intra_op_parallelism_threads=intra_op,
+                                  inter_op_parallelism_threads=inter_op,
+                                  allow_soft_placement=True,
+                                  gpu_options=devices.gpu_options(gpu_memory_fraction))
 
 
 def tf_error(error: tf.errors.OpError) -> errors.ServingError:
@@ -58,14 +60,23 @@ def tf_error(error: tf.errors.OpError) -> errors.ServingError:
 class SavedModel:
     """A SavedModel version loaded into its own session."""
 
-    def __init__(self, path: Path, *, tags: Sequence[str], config: config_pb2.ConfigProto) -> None:
+    def __init__(self, path: Path, *, tags: Sequence[str], config: config_pb2.ConfigProto,
+                 device: str | None = None) -> None:
+        """`device`: where every op runs (canonical, `/device:GPU:1`); None keeps the export's
+        own placement, as TF Serving does."""
         self.path = path
+        self._device = device
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         try:
-            with self._graph.as_default():
+            if device is not None:
+                devices.check_placement(device, [d.name for d in self._session.list_devices()],
+                                        what=str(path))
+            # clear_devices is passed on to import_meta_graph: the import applies the scope to
+            # each op, but an op's own device from the export would win over it.
+            with self._graph.as_default(), self._placed():
                 self.meta_graph: meta_graph_pb2.MetaGraphDef = tf.compat.v1.saved_model.load(
-                    self._session, list(tags), str(path))
+                    self._session, list(tags), str(path), clear_devices=device is not None)
         except Exception:
             self._session.close()
             raise
@@ -79,7 +90,11 @@ class SavedModel:
                         "serving this version with TensorFlow's object loader", path,
                         len(unset), unset[0])
             self._session.close()
-            self._object_graph = tf.saved_model.load(str(path), tags=list(tags))
+            if device is not None:  # the eager context's devices, not the session's
+                devices.check_placement(
+                    device, [d.name for d in tf.config.list_logical_devices()], what=str(path))
+            with self._placed():
+                self._object_graph = tf.saved_model.load(str(path), tags=list(tags))
             still_unset = self._unset_object_graph_variables()
             if still_unset:  # served, every request would fail (or answer nothing)
                 raise errors.failed_precondition(
@@ -87,12 +102,15 @@ class SavedModel:
                     f"the session loader nor the object loader restored (e.g. {still_unset[0]}); "
                     "the version cannot serve")
 
+    def _placed(self) -> contextlib.AbstractContextManager[object]:
+        return tf.device(self._device) if self._device else contextlib.nullcontext()
+
     def _uninitialized_variables(self) -> list[str]:
         """Resource variables that a signature reads and the restore left unset."""
         handles = self._variables_read()
         if not handles:
             return []
-        with self._graph.as_default():
+        with self._graph.as_default(), self._placed():
             checks = [tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0]) for op in handles]
         done = self._session.run(checks)
         return [op.get_attr("shared_name").decode() or op.name
@@ -157,7 +175,9 @@ class SavedModel:
                           output_keys: Sequence[str]) -> Outputs:
         function = self._object_graph.signatures[signature_name]
         try:
-            results = function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+            with self._placed():
+                results = function(**{alias: tf.constant(value)
+                                      for alias, value in inputs.items()})
         except tf.errors.OpError as error:
             raise tf_error(error) from None
         except (TypeError, ValueError) as error:  # inputs that do not fit the input signature

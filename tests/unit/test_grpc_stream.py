@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -67,12 +67,18 @@ class FakeCore:
     def resolve_version(name: str, version: int | None, label: str | None) -> int | None:
         return version
 
-    @contextlib.contextmanager
-    def lease(self, name: str, version: int | None = None) -> Iterator[Any]:
+    def lease(self, name: str, version: int | None = None) -> FakeLease:
         if name != "m":
             raise errors.not_found(f"Servable not found for request: Latest({name})")
-        yield SimpleNamespace(name="m", version=1,
-                              servable=SimpleNamespace(signatures={"serving_default": SIGNATURE}))
+        return FakeLease()
+
+
+class FakeLease(contextlib.AbstractContextManager["FakeLease"]):
+    name, version = "m", 1
+    servable = SimpleNamespace(signatures={"serving_default": SIGNATURE})
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 def fake_service(model: Model) -> InferenceService:

@@ -16,10 +16,9 @@ the loader threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -50,15 +49,23 @@ class _Harness(Generic[S]):
 
 
 class Lease(Generic[S]):
-    """A loaded version held for the duration of one request."""
+    """A loaded version held for the duration of one request: held once made, released when
+    its `with` block ends (a class, not a generator: it is on every request's path)."""
+
+    __slots__ = ("_harness", "name", "version", "servable")
 
     def __init__(self, harness: _Harness[S], servable: S) -> None:
         self._harness = harness
         self.name = harness.id.name
         self.version = harness.id.version
         self.servable = servable
+        harness.leases += 1
+        harness.drained.clear()
 
-    def release(self) -> None:
+    def __enter__(self) -> Lease[S]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self._harness.leases -= 1
         if self._harness.leases == 0:
             self._harness.drained.set()
@@ -121,18 +128,12 @@ class AspiredVersionsManager(Generic[S]):
             return []
         return sorted(v for v, h in model.versions.items() if h.state == State.AVAILABLE)
 
-    @contextlib.contextmanager
-    def lease(self, name: str, version: int | None = None) -> Iterator[Lease[S]]:
-        """Hold a version (the latest AVAILABLE one when `version` is None) for one request."""
+    def lease(self, name: str, version: int | None = None) -> Lease[S]:
+        """Hold a version (the latest AVAILABLE one when `version` is None) for one request;
+        use it as `with manager.lease(...) as lease:`."""
         harness = self._find(name, version)
         assert harness.servable is not None  # AVAILABLE harnesses hold their servable
-        harness.leases += 1
-        harness.drained.clear()
-        lease = Lease(harness, harness.servable)
-        try:
-            yield lease
-        finally:
-            lease.release()
+        return Lease(harness, harness.servable)
 
     def _find(self, name: str, version: int | None) -> _Harness[S]:
         model = self._models.get(name)

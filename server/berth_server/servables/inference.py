@@ -8,7 +8,9 @@ the outputs here. So behaviour and error texts are identical on every path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -70,15 +72,31 @@ def check_aliases(signature: meta_graph_pb2.SignatureDef, sent: Collection[str])
 def _check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]) -> None:
     """Every signature input present, none extra, each of the signature's dtype."""
     check_aliases(signature, inputs.keys())
-    for index, (alias, info) in enumerate(sorted(signature.inputs.items())):
-        want = tf.dtypes.as_dtype(info.dtype)
+    if all(_accepts(info.dtype, inputs[alias].dtype) for alias, info in signature.inputs.items()):
+        return
+    for index, (alias, info) in enumerate(sorted(signature.inputs.items())):  # the first wrong
         got = inputs[alias].dtype
-        is_text = got.kind in "SOU"
-        if (want == tf.string) != is_text or (not is_text and got != want.as_numpy_dtype):
-            got_name = "string" if is_text else tf.dtypes.as_dtype(got).name
+        if not _accepts(info.dtype, got):
+            got_name = "string" if got.kind in "SOU" else tf.dtypes.as_dtype(got).name
             raise errors.invalid_argument(
-                f"Expects arg[{index}] to be {want.name} but {got_name} is provided "
-                f"(input '{alias}')")
+                f"Expects arg[{index}] to be {tf.dtypes.as_dtype(info.dtype).name} but "
+                f"{got_name} is provided (input '{alias}')")
+
+
+def _accepts(enum: int, got: np.dtype[Any]) -> bool:
+    wants_text, want = _accepted_dtype(enum)
+    is_text = got.kind in "SOU"
+    return wants_text == is_text and (is_text or got == want)
+
+
+@functools.cache
+def _accepted_dtype(enum: int) -> tuple[bool, np.dtype[Any] | None]:
+    """A signature dtype as (is it a string, the numpy dtype of its values): read on every
+    request, where TensorFlow's DType lookups would cost more than the rest of the check."""
+    want = tf.dtypes.as_dtype(enum)
+    if want == tf.string:
+        return True, None
+    return False, np.dtype(want.as_numpy_dtype)
 
 
 def _output_aliases(signature: meta_graph_pb2.SignatureDef,

@@ -8,9 +8,8 @@ for a transport's parsing or encoding), and returns plain values for the transpo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -116,14 +115,14 @@ class InferenceService:
         with self._lease(spec) as lease:
             return Result(lease.name, lease.version, "", lease.servable.signatures)
 
-    @contextlib.contextmanager
-    def _lease(self, spec: ModelSpec) -> Iterator[Lease[Servable]]:
+    def _lease(self, spec: ModelSpec) -> Lease[Servable]:
+        """The version the spec names, held until the caller's `with` block ends."""
         if not spec.name:
             raise errors.invalid_argument("ModelSpec has no name specified.")
         version = self._core.resolve_version(spec.name, spec.version, spec.label)
-        with self._core.manager.lease(spec.name, version) as lease:
-            request_record.note_version(lease.version)
-            yield lease
+        lease = self._core.manager.lease(spec.name, version)
+        request_record.note_version(lease.version)
+        return lease
 
     async def _classify(self, lease: Lease[Servable], signature_name: str,
                         examples: Sequence[bytes], timeout_ms: int) -> Result[Classifications]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 import uvicorn
 
-from berth_server import errors, worker_link
+from berth_server import errors, heap, worker_link
 from berth_server.batching import parameters as batching_parameters
 from berth_server.batching import runner as batching_runner
 from berth_server.config import model_config, tls
@@ -134,11 +134,14 @@ class _EmbeddedUvicorn(uvicorn.Server):
 _GEN0_THRESHOLD = 50_000
 
 
-def _freeze_when_loaded(metrics: Metrics) -> aspired_versions_manager.StateHook:
+def _freeze_when_loaded(metrics: Metrics, trimmer: heap.Trimmer,
+                        ) -> aspired_versions_manager.StateHook:
     def on_change(servable_id: ServableId, state: State) -> None:
         metrics.on_state_change(servable_id, state)
         if state == State.AVAILABLE:
             gc.freeze()
+        if state in (State.AVAILABLE, State.END):  # a load's buffers or a whole version freed
+            trimmer.note_change()
 
     return on_change
 
@@ -160,12 +163,14 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None,
     load_pool = ThreadPoolExecutor(max_workers=max(2, opts.num_load_threads),
                                    thread_name_prefix="berth-load")
     cache = VersionCache(Path(opts.model_cache_dir), os.environ)
+    trimmer = heap.Trimmer(heap.glibc_trim())
     manager = aspired_versions_manager.AspiredVersionsManager(
         version_fetching.fetching(cache, _loader(opts, observability.metrics)), load_pool,
         max_load_retries=opts.max_num_load_retries,
         load_retry_interval_seconds=opts.load_retry_interval_micros / 1e6,
         fingerprint=version_fetching.fingerprint(cache),
-        on_change=version_fetching.releasing(cache, _freeze_when_loaded(observability.metrics)))
+        on_change=version_fetching.releasing(
+            cache, _freeze_when_loaded(observability.metrics, trimmer)))
     gc.set_threshold(_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     core = server_core.ServerCore(
         manager, file_system_poll_wait_seconds=opts.file_system_poll_wait_seconds,
@@ -180,6 +185,7 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None,
         runtime_metrics.RuntimeMetricsRunner(
             batching or runners.ThreadRunner(request_pool), observability.metrics),
         observability.metrics, max_inflight=opts.max_inflight_requests)
+    trimmer.start(runner)
     service = InferenceService(core, runner,
                                check_method_names=opts.enable_signature_method_name_check)
     observer = observability.request_observer(core.has_model)
@@ -216,6 +222,7 @@ async def serve(opts: ServerOptions, *, stop: asyncio.Event | None = None,
         if batching is not None:
             batching.close()
         await manager.close()
+        trimmer.close()
         request_pool.shutdown(wait=False, cancel_futures=True)
         load_pool.shutdown(wait=False, cancel_futures=True)
         observability.close()

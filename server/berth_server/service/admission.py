@@ -23,6 +23,7 @@ class AdmissionRunner:
         self._metrics = metrics
         self._max_inflight = max_inflight if max_inflight > 0 else 2**62
         self.inflight = 0
+        self.admitted = 0  # ever: whether requests ran since a moment (`heap.Trimmer`)
 
     async def __call__(self, lease: Lease[Servable], plan: inference.Plan, timeout_ms: int,
                        ) -> inference.Outputs:
@@ -33,6 +34,7 @@ class AdmissionRunner:
         depth = self._metrics.queue_depth
         name = lease.name
         self.inflight += 1
+        self.admitted += 1
         depth[name] = depth.get(name, 0) + 1
         try:
             return await self._inner(lease, plan, timeout_ms)

@@ -71,11 +71,14 @@ def inprocess_table(entry: dict[str, Any]) -> list[str]:
               f"Best: {best['rows_per_second']:,.0f} rows/s at batch {best['batch']} with "
               f"{best['threads']} thread(s). Batch-1 call p50: {inproc['batch1_p50_ms']:.3f} ms. "
               f"Bare process start to loaded: {inproc['bare_start_seconds']:.2f} s; "
-              f"its RSS holding the model: {inproc['rss_bytes'] / MIB:.0f} MiB.",
+              f"its RSS holding the model: {inproc['rss_bytes'] / MIB:.0f} MiB "
+              f"({inproc['rss_bytes_trimmed'] / MIB:.0f} MiB with freed memory returned).",
               f"Berth start to AVAILABLE: {started.get('start_to_available_seconds', 0):.2f} s; "
               f"RSS after one request "
-              f"{started.get('rss_bytes_after_one_request', 0) / MIB:.0f} MiB, after the load "
-              f"{started.get('rss_bytes_after_load', 0) / MIB:.0f} MiB, peak "
+              f"{started.get('rss_bytes_after_one_request', 0) / MIB:.0f} MiB "
+              f"({started.get('rss_bytes_quiet_after_one_request', 0) / MIB:.0f} once quiet), "
+              f"after the load {started.get('rss_bytes_after_load', 0) / MIB:.0f} MiB "
+              f"({started.get('rss_bytes_quiet_after_load', 0) / MIB:.0f} once quiet), peak "
               f"{started.get('peak_rss_bytes', 0) / MIB:.0f} MiB (batching off)."]
     return lines
 

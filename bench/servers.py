@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import load
+from berth_server import heap
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 300.0
@@ -66,6 +67,16 @@ class Server:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
         return total
+
+    def quiet_rss_bytes(self, timeout_seconds: float = 3 * heap.INTERVAL_SECONDS) -> int:
+        """RSS once the server has handed freed memory back (`heap.Trimmer`, within a second
+        of going quiet): the lowest reading until it drops, or until the timeout."""
+        first = lowest = self.rss_bytes
+        deadline = time.monotonic() + timeout_seconds
+        while lowest >= first and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lowest = min(lowest, self.rss_bytes)
+        return lowest
 
     @property
     def peak_rss_bytes(self) -> int:

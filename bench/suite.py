@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import text_format
+
 from bench import cores, load, models, probe, servers
+from berth_server.protos import batching_pb2
 
 LOAD_CPU = 0
 SERVER_CPU = 1
@@ -80,8 +83,10 @@ def inprocess(spec: models.ModelSpec, settings: Settings, paths: Paths) -> dict[
 
 
 def _series(server: servers.Server, label: str, transport: str, batching: bool | None,
-            spec: models.ModelSpec, settings: Settings, paths: Paths) -> Iterator[dict[str, Any]]:
-    """One server on one transport at every concurrency: warm-up, then the median of runs."""
+            spec: models.ModelSpec, settings: Settings, paths: Paths,
+            concurrencies: tuple[int, ...] | None = None) -> Iterator[dict[str, Any]]:
+    """One server on one transport at every concurrency (or those given): warm-up, then the
+    median of runs."""
     payloads = models.Payloads.under(paths.models_dir, spec.name)
     if transport == "grpc":
         good = probe.grpc_response_bytes(server.grpc_port, payloads.grpc_frame)
@@ -90,7 +95,7 @@ def _series(server: servers.Server, label: str, transport: str, batching: bool |
         path = f"/v1/models/{spec.name}:predict"
         probe.rest_predictions(server.rest_port, path, payloads.rest_body)
         good, body, port = 0, payloads.rest_body, server.rest_port
-    for concurrency in settings.concurrencies:
+    for concurrency in concurrencies or settings.concurrencies:
         spec_load = load.Load(transport, port, body, concurrency, path, good)
         pid = server.process.pid
         load.run_once(spec_load, settings.warmup_seconds, cpu=LOAD_CPU, server_pid=pid)
@@ -107,17 +112,29 @@ def _series(server: servers.Server, label: str, transport: str, batching: bool |
         yield row
 
 
+HANDOFF_LABEL = "grpc.aio do-nothing + batch hand-off"
+HANDOFF_CONCURRENCY = 32
+
+
 def ceilings(settings: Settings, paths: Paths) -> list[dict[str, Any]]:
-    """The do-nothing grpc.aio and ASGI servers under the MLP's requests."""
+    """The do-nothing grpc.aio and ASGI servers under the MLP's requests, and the grpc.aio one
+    answering through a batch thread (at 32 clients: the batching targets' load)."""
+    timeout = text_format.Parse(models.MLP.batching_parameters,
+                                batching_pb2.BatchingParameters()).batch_timeout_micros.value
     rows: list[dict[str, Any]] = []
-    for kind, transport, label in (("grpc", "grpc", "grpc.aio do-nothing"),
-                                   ("asgi", "rest", "ASGI do-nothing")):
+    for kind, transport, label, extra in (
+            ("grpc", "grpc", "grpc.aio do-nothing", []),
+            ("asgi", "rest", "ASGI do-nothing", []),
+            ("grpc", "grpc", HANDOFF_LABEL, [f"--handoff_micros={timeout}"])):
         _log(f"ceiling: {label}")
         port = servers.free_port()
-        with servers.running(f"null-{kind}", servers.null_command(kind, port), cpu=SERVER_CPU,
-                             logs_dir=paths.logs_dir, grpc_port=port, rest_port=port,
-                             ready=servers.port_ready(port)) as server:
-            rows += _series(server, label, transport, None, models.MLP, settings, paths)
+        concurrencies = ((HANDOFF_CONCURRENCY,) if extra and HANDOFF_CONCURRENCY in
+                         settings.concurrencies else None)
+        with servers.running(f"null-{kind}", servers.null_command(kind, port) + extra,
+                             cpu=SERVER_CPU, logs_dir=paths.logs_dir, grpc_port=port,
+                             rest_port=port, ready=servers.port_ready(port)) as server:
+            rows += _series(server, label, transport, None, models.MLP, settings, paths,
+                            concurrencies)
     return rows
 
 
@@ -145,9 +162,11 @@ def berth(spec: models.ModelSpec, batching: bool, settings: Settings, paths: Pat
         # with the bare process (which has made a few calls too); load adds buffers later.
         started = {"start_to_available_seconds": server.start_to_ready_seconds,
                    "rss_bytes_after_one_request": server.rss_bytes}
+        started["rss_bytes_quiet_after_one_request"] = server.quiet_rss_bytes()
         rows = list(_series(server, label, "grpc", batching, spec, settings, paths))
         rows += _series(server, label, "rest", batching, spec, settings, paths)
         started["rss_bytes_after_load"] = server.rss_bytes
+        started["rss_bytes_quiet_after_load"] = server.quiet_rss_bytes()
         started["peak_rss_bytes"] = server.peak_rss_bytes
     return rows, started
 

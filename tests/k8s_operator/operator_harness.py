@@ -78,6 +78,46 @@ def apply(plane: ControlPlane, namespace: str, manifest: dict[str, Any]) -> None
     kubectl(plane, "apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
+def merge_patch(
+    plane: ControlPlane,
+    namespace: str,
+    kind: str,
+    name: str,
+    body: dict[str, Any],
+    *,
+    subresource: str | None = None,
+) -> None:
+    """`kubectl patch --type=merge`, as a user edits one field (on a subresource when given)."""
+    where = [f"--subresource={subresource}"] if subresource else []
+    kubectl(
+        plane, "patch", kind, name, "-n", namespace, *where, "--type=merge", "-p", json.dumps(body)
+    )
+
+
+def fill_pod_quota(plane: ControlPlane, namespace: str, pods: int) -> None:
+    """A quota of the `pods` the namespace holds: no further pod can be created, as with an
+    exhausted quota. Returns once the apiserver counts them against it."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "full"},
+        "spec": {"hard": {"pods": str(pods)}},
+    }
+    apply(plane, namespace, quota)
+    waiting.wait_for(
+        lambda: (
+            (get(plane, namespace, "resourcequota", "full") or {})
+            .get("status", {})
+            .get("used", {})
+            .get("pods")
+            == str(pods)
+        ),
+        timeout_seconds=30,
+        message="quota usage",
+        interval_seconds=0.5,
+    )
+
+
 def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
     """A ModelDeployment with a hostPath model, version 1, one replica; `spec` overrides."""
     base: dict[str, Any] = {

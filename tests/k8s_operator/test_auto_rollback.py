@@ -11,8 +11,10 @@ from operator_harness import (
     apply,
     backend_weights,
     condition,
+    fill_pod_quota,
     get,
     kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -31,36 +33,10 @@ def test_a_canary_that_never_gets_ready_is_rolled_back_by_the_operator(
     )
     wait_ready(control_plane, namespace, "fraud")
     # The namespace is full: the canary's pod can never be created (as with an exhausted quota).
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "full"},
-        "spec": {"hard": {"pods": "1"}},
-    }
-    apply(control_plane, namespace, quota)
-    waiting.wait_for(
-        lambda: (
-            (get(control_plane, namespace, "resourcequota", "full") or {})
-            .get("status", {})
-            .get("used", {})
-            .get("pods")
-            == "1"
-        ),
-        timeout_seconds=30,
-        message="quota usage",
-        interval_seconds=0.5,
-    )
+    fill_pod_quota(control_plane, namespace, 1)
 
-    kubectl(
-        control_plane,
-        "patch",
-        "md",
-        "fraud",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"canary": {"version": 2, "weight": 50}}}),
+    merge_patch(
+        control_plane, namespace, "md", "fraud", {"spec": {"canary": {"version": 2, "weight": 50}}}
     )
     waiting.wait_for(
         lambda: get(control_plane, namespace, "deployment", "fraud-canary"),

@@ -15,8 +15,10 @@ from operator_harness import (
     apply,
     backend_weights,
     condition,
+    fill_pod_quota,
     get,
     kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -58,17 +60,13 @@ def report_taken(plane: ControlPlane, namespace: str, generation: int) -> None:
             }
         ],
     }
-    kubectl(
+    merge_patch(
         plane,
-        "patch",
+        namespace,
         "httproute",
         "fraud-http",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"parents": [parent]}}),
+        {"status": {"parents": [parent]}},
+        subresource="status",
     )
 
 
@@ -136,25 +134,7 @@ def test_a_promoted_canary_keeps_its_share_until_stable_runs_its_version(
     wait_ready(control_plane, namespace, "fraud")
     canary_serving(control_plane, namespace, 20)
     # No room for stable's surge pod: its rollout to version 2 cannot finish yet.
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "full"},
-        "spec": {"hard": {"pods": "2"}},
-    }
-    apply(control_plane, namespace, quota)
-    waiting.wait_for(
-        lambda: (
-            (get(control_plane, namespace, "resourcequota", "full") or {})
-            .get("status", {})
-            .get("used", {})
-            .get("pods")
-            == "2"
-        ),
-        timeout_seconds=30,
-        message="quota usage",
-        interval_seconds=0.5,
-    )
+    fill_pod_quota(control_plane, namespace, 2)
 
     kubectl(control_plane, "berth", "promote", "fraud", "-n", namespace)
     waiting.wait_for(

@@ -13,6 +13,7 @@ from operator_harness import (
     Operator,
     apply,
     kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -63,7 +64,7 @@ def normal_events(plane: ControlPlane, namespace: str, name: str) -> list[tuple[
 
 def canary(plane: ControlPlane, namespace: str, version: int, weight: int) -> None:
     body = {"spec": {"canary": {"version": version, "weight": weight}}}
-    kubectl(plane, "patch", "md", "fraud", "-n", namespace, "--type=merge", "-p", json.dumps(body))
+    merge_patch(plane, namespace, "md", "fraud", body)
     wait_status(
         plane,
         namespace,

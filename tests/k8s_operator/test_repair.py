@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 
 import waiting
 from kube_control_plane import ControlPlane
@@ -14,6 +13,7 @@ from operator_harness import (
     get,
     gone,
     kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
 )
@@ -75,17 +75,7 @@ def test_a_hand_edited_child_is_repaired(
             ]
         }
     }
-    kubectl(
-        control_plane,
-        "patch",
-        "httproute",
-        "fraud-http",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps(route_patch),
-    )
+    merge_patch(control_plane, namespace, "httproute", "fraud-http", route_patch)
     kubectl(
         control_plane,
         "set",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import waiting
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
     apply,
     backend_weights,
-    kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -22,33 +20,15 @@ def test_an_operator_restarted_mid_rollout_converges(
 ) -> None:
     apply(control_plane, namespace, model_deployment("fraud", replicas=2))
     wait_ready(control_plane, namespace, "fraud")
-    kubectl(
-        control_plane,
-        "patch",
-        "md",
-        "fraud",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"canary": {"version": 2, "weight": 10}}}),
+    merge_patch(
+        control_plane, namespace, "md", "fraud", {"spec": {"canary": {"version": 2, "weight": 10}}}
     )
     first = wait_status(
         control_plane, namespace, "fraud", lambda s: "canary" in s, what="canary started"
     )
 
     berth_operator.stop()
-    kubectl(
-        control_plane,
-        "patch",
-        "md",
-        "fraud",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"canary": {"weight": 40}}}),
-    )
+    merge_patch(control_plane, namespace, "md", "fraud", {"spec": {"canary": {"weight": 40}}})
     berth_operator.start()
 
     md = wait_status(

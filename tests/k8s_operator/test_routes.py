@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from kube_control_plane import ControlPlane
 from operator_harness import (
     Operator,
     apply,
     condition,
-    kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -36,17 +34,8 @@ def report(plane: ControlPlane, namespace: str, accepted: str, reason: str) -> N
             }
         ]
     }
-    kubectl(
-        plane,
-        "patch",
-        "httproute",
-        "fraud-http",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
+    merge_patch(
+        plane, namespace, "httproute", "fraud-http", {"status": status}, subresource="status"
     )
 
 

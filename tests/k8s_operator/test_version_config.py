@@ -11,8 +11,10 @@ from operator_harness import (
     Operator,
     apply,
     condition,
+    fill_pod_quota,
     get,
     kubectl,
+    merge_patch,
     model_deployment,
     wait_ready,
     wait_status,
@@ -53,37 +55,9 @@ def test_old_pods_keep_their_version_while_a_new_stable_version_rolls_out(
     apply(control_plane, namespace, model_deployment("fraud"))
     wait_ready(control_plane, namespace, "fraud")
     # No room for a surge pod: the old pod keeps running next to the updated Deployment.
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "full"},
-        "spec": {"hard": {"pods": "1"}},
-    }
-    apply(control_plane, namespace, quota)
-    waiting.wait_for(
-        lambda: (
-            (get(control_plane, namespace, "resourcequota", "full") or {})
-            .get("status", {})
-            .get("used", {})
-            .get("pods")
-            == "1"
-        ),
-        timeout_seconds=30,
-        message="quota usage",
-        interval_seconds=0.5,
-    )
+    fill_pod_quota(control_plane, namespace, 1)
 
-    kubectl(
-        control_plane,
-        "patch",
-        "md",
-        "fraud",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"stable": {"version": 2}}}),
-    )
+    merge_patch(control_plane, namespace, "md", "fraud", {"spec": {"stable": {"version": 2}}})
     waiting.wait_for(
         lambda: condition(
             get(control_plane, namespace, "deployment", "fraud-stable"), "ReplicaFailure"

@@ -117,8 +117,8 @@ def _pid(operator: operator_harness.Operator) -> int:
 
 def run(count: int, namespace_count: int, timeout: float, work_dir: Path) -> dict[str, Any]:
     values = chart_values()
-    kube_control_plane.SERVICE_CIDR = SERVICE_CIDR
-    with kube_control_plane.running(work_dir=work_dir / "control-plane") as plane:
+    with kube_control_plane.running(work_dir=work_dir / "control-plane",
+                                    service_cidr=SERVICE_CIDR) as plane:
         plane.kubectl("apply", "--server-side", "-f", str(operator_harness.CRD_FILE))
         plane.kubectl(
             "wait", "--for=condition=Established", "crd/modeldeployments.serving.berth.dev"

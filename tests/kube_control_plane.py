@@ -30,6 +30,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 try:
     import kube_pki
@@ -76,6 +77,7 @@ class ControlPlane:
     kubeconfig: pathlib.Path
     server: str
     env: dict[str, str]
+    service_cidr: str = SERVICE_CIDR
     processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -172,8 +174,11 @@ def start(
     bin_dir: pathlib.Path | None = None,
     crd_dir: pathlib.Path | None = None,
     node_ip: str | None = None,
+    service_cidr: str = SERVICE_CIDR,
 ) -> ControlPlane:
     """Start every component, wait until fake nodes are Ready and the CRDs are established.
+
+    `service_cidr`: the Services' address range (a /24 holds 254 Services; a scale run needs more).
 
     With `node_ip` (a real node's address, inside the network namespace the caller runs in), the
     apiserver also listens there and is the `kubernetes` Service's endpoint, so pods reach it, and
@@ -195,6 +200,7 @@ def start(
         kubeconfig=kubeconfig,
         server=f"https://127.0.0.1:{api_port}",
         env=_client_env(bin_dir, kubeconfig, work_dir),
+        service_cidr=service_cidr,
     )
     try:
         _boot(plane, pki, api_port, crd_dir, node_ip)
@@ -275,7 +281,7 @@ def _apiserver_args(plane: ControlPlane, pki: kube_pki.Pki, port: int, etcd_url:
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={plane.service_cidr}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.sa_public_key}",
         f"--service-account-signing-key-file={pki.sa_private_key}",
@@ -314,7 +320,7 @@ def _controller_manager_args(plane: ControlPlane, pki: kube_pki.Pki) -> list[str
         "--controllers=*",  # cloud controllers stay off without --cloud-provider
         f"--service-account-private-key-file={pki.sa_private_key}",
         f"--root-ca-file={pki.ca_cert}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={plane.service_cidr}",
         f"--cert-dir={plane.work_dir / 'kcm-certs'}",
         "--use-service-account-credentials=false",
         "--concurrent-gc-syncs=10",
@@ -450,7 +456,7 @@ def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> 
 
 
 @contextlib.contextmanager
-def running(**options: pathlib.Path | None) -> Iterator[ControlPlane]:
+def running(**options: Any) -> Iterator[ControlPlane]:
     """`start()` as a context manager that always stops what it started."""
     plane = start(**options)
     try:

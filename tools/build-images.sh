@@ -55,13 +55,23 @@ build_base() {
   bah rm "$container" >/dev/null
 }
 
+image_id() { bah images --noheading --no-trunc --format '{{.ID}}' "$1" 2>/dev/null || true; }
+
 # build_image DOCKERFILE NAME ARCHIVE: buildah runs the Dockerfile's own steps (chroot isolation,
 # the host's network for pip), then writes the archive unless it already holds this image.
+# The build stage is tagged too (NAME-build): a rebuild then leaves the images it replaced
+# untagged, and they are removed (each server build is ~5 GB that no later build reuses).
 build_image() {
-  local dockerfile="$1" name="$2" archive="$IMAGE_DIR/$3" id
-  with_heartbeat "buildah build $dockerfile" bah build --quiet --layers --pull=never \
-    --isolation=chroot --network=host -f "$REPO/$dockerfile" -t "$name" "$REPO" >/dev/null
-  id=$(bah images --noheading --no-trunc --format '{{.ID}}' "$name")
+  local dockerfile="$1" name="$2" archive="$IMAGE_DIR/$3" id stage="$2-build" old old_stage
+  old=$(image_id "$name"); old_stage=$(image_id "$stage")
+  local build=(bah build --quiet --layers --pull=never --isolation=chroot --network=host
+    -f "$REPO/$dockerfile")
+  with_heartbeat "buildah build $dockerfile (build stage)" "${build[@]}" --target build \
+    -t "$stage" "$REPO" >/dev/null
+  with_heartbeat "buildah build $dockerfile" "${build[@]}" -t "$name" "$REPO" >/dev/null
+  id=$(image_id "$name")
+  remove_replaced "$old" "$id"
+  remove_replaced "$old_stage" "$(image_id "$stage")"
   if [[ -f "$archive" && "$(cat "$archive.id" 2>/dev/null)" == "$id" ]]; then
     log "cached: $archive ($name unchanged)"; return
   fi
@@ -71,6 +81,13 @@ build_image() {
   mv "$archive.tmp" "$archive"
   echo "$id" >"$archive.id"
   log "built $name: $(du -m "$archive" | cut -f1) MB"
+}
+
+# remove_replaced OLD NEW: the image a tag held before this build, once the tag has moved on.
+remove_replaced() {
+  [[ -n "$1" && "$1" != "$2" ]] || return 0
+  bah rmi "$1" >/dev/null 2>&1 && log "removed the replaced image $(cut -c1-12 <<<"${1#sha256:}")" \
+    || log "kept the replaced image $(cut -c1-12 <<<"${1#sha256:}") (still in use)"
 }
 
 main() {
